@@ -1,0 +1,5 @@
+"""The example/dev Django project around beluga_workflows."""
+
+from .celery import app as celery_app
+
+__all__ = ["celery_app"]

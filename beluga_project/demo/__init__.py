@@ -1,0 +1,1 @@
+"""A demo app whose workflows.py shows what a site writes."""

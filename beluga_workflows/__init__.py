@@ -1,0 +1,85 @@
+"""beluga_workflows: durable workflows for Django.
+
+Workflows are plain Python functions, checkpointed step by step and replayed after any interruption
+without re-running what already completed. The public names are exactly those in ``__all__``.
+"""
+
+from .context import WorkflowContext
+from .errors import (
+    ActivityError,
+    InvalidInputError,
+    NonDeterminismError,
+    NonRetryableError,
+    SignalTimeoutError,
+    StoreError,
+    WorkflowAlreadyExistsError,
+    WorkflowCanceledError,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+    WorkflowTimeoutError,
+)
+from .executor import (
+    WorkflowExecutor,
+    WorkflowHandle,
+    get_executor,
+    list_executors,
+    new,
+    register,
+)
+from .hooks import Hooks, compose_hooks
+from .middleware import apply_middleware, with_hooks
+from .registry import activity, workflow
+from .retry import DefaultRetryPolicy, RetryPolicy
+from .stores import get_store
+from .types import (
+    EventType,
+    HistoryEvent,
+    Signal,
+    WorkflowFilter,
+    WorkflowOptions,
+    WorkflowState,
+    WorkflowStatus,
+)
+
+__all__ = [
+    "ActivityError",
+    "DefaultRetryPolicy",
+    "EventType",
+    "HistoryEvent",
+    "Hooks",
+    "InvalidInputError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "RetryPolicy",
+    "Signal",
+    "SignalTimeoutError",
+    "StoreError",
+    "WorkflowAlreadyExistsError",
+    "WorkflowCanceledError",
+    "WorkflowContext",
+    "WorkflowError",
+    "WorkflowExecutor",
+    "WorkflowFailedError",
+    "WorkflowFilter",
+    "WorkflowHandle",
+    "WorkflowNotFoundError",
+    "WorkflowNotRunningError",
+    "WorkflowOptions",
+    "WorkflowState",
+    "WorkflowStatus",
+    "WorkflowTimeoutError",
+    "activity",
+    "apply_middleware",
+    "compose_hooks",
+    "get_executor",
+    "get_store",
+    "list_executors",
+    "new",
+    "register",
+    "with_hooks",
+    "workflow",
+]
+
+__version__ = "0.1.0"

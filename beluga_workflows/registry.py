@@ -1,0 +1,199 @@
+"""The registry of workflow and activity definitions, filled by ``@workflow`` and ``@activity``.
+
+Workflows are found by name when a worker picks a run up, so every process that runs workflows must
+import the modules that define them: the Django app imports each installed app's ``workflows.py``
+at start-up (as the admin does with ``admin.py``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, TypeVar, overload
+
+from .errors import InvalidInputError
+from .retry import RetryPolicy
+from .types import to_seconds
+
+__all__ = [
+    "ActivityDefinition",
+    "WorkflowDefinition",
+    "activity",
+    "activity_definition",
+    "get_workflow",
+    "registered_workflows",
+    "workflow",
+    "workflow_name",
+]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+_lock = threading.Lock()
+_workflows: dict[str, WorkflowDefinition] = {}
+
+
+@dataclass(frozen=True)
+class WorkflowDefinition:
+    """A registered workflow function."""
+
+    name: str
+    fn: Callable[..., Any]
+    takes_input: bool
+
+    def __call__(self, ctx: Any, input: Any) -> Any:
+        return self.fn(ctx, input) if self.takes_input else self.fn(ctx)
+
+
+@dataclass(frozen=True)
+class ActivityDefinition:
+    """An activity: its name, function and the defaults given to ``@activity``."""
+
+    name: str
+    fn: Callable[..., Any]
+    takes_input: bool
+    retry: RetryPolicy | None = None
+    timeout: float | None = None
+
+    def __call__(self, input: Any) -> Any:
+        return self.fn(input) if self.takes_input else self.fn()
+
+
+def _default_name(fn: Callable[..., Any]) -> str:
+    module = getattr(fn, "__module__", None) or "__main__"
+    qualname = getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None)
+    if qualname is None:  # a callable object
+        qualname = type(fn).__qualname__
+    return f"{module}.{qualname}"
+
+
+def _positional_count(fn: Callable[..., Any]) -> int:
+    try:
+        params = inspect.signature(fn).parameters.values()
+    except (TypeError, ValueError):
+        return 2
+    count = 0
+    for p in params:
+        if p.kind is p.VAR_POSITIONAL:
+            return 2
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD):
+            count += 1
+    return count
+
+
+def _check_name(name: Any, what: str) -> str:
+    if not isinstance(name, str) or not name.strip():
+        raise InvalidInputError(f"{what} name must be a non-empty string")
+    if len(name) > 255:
+        raise InvalidInputError(f"{what} name is longer than 255 characters")
+    return name
+
+
+@overload
+def workflow(fn: F) -> F: ...
+@overload
+def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
+
+
+def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
+    """Register a workflow function ``fn(ctx, input)`` (or ``fn(ctx)``) under a stable name.
+
+    The default name is ``"<module>.<qualname>"``. The function is returned unchanged. Registering
+    a different function under a name already taken raises ``InvalidInputError``.
+    """
+
+    def register(func: F) -> F:
+        wf_name = _check_name(name or _default_name(func), "workflow")
+        definition = WorkflowDefinition(wf_name, func, _positional_count(func) >= 2)
+        with _lock:
+            existing = _workflows.get(wf_name)
+            if existing is not None and not _same_function(existing.fn, func):
+                raise InvalidInputError(
+                    f"workflow name {wf_name!r} is already registered to "
+                    f"{_default_name(existing.fn)}"
+                )
+            _workflows[wf_name] = definition
+        func.__beluga_workflow__ = definition  # type: ignore[attr-defined]
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:
+    # Re-importing a module (autoreload, tests) re-registers an equal function object.
+    return a is b or (_default_name(a) == _default_name(b)
+                      and getattr(a, "__code__", None) is not None
+                      and a.__code__.co_filename == b.__code__.co_filename)
+
+
+def activity(
+    fn: F | None = None,
+    *,
+    name: str | None = None,
+    retry: RetryPolicy | None = None,
+    timeout: timedelta | float | None = None,
+) -> Any:
+    """Name an activity ``fn(input)`` and give it default ``retry`` and per-attempt ``timeout``.
+
+    The function is returned unchanged and can still be called directly.
+    """
+    timeout_s = to_seconds(timeout, "activity timeout")
+    if retry is not None and not isinstance(retry, RetryPolicy):
+        raise InvalidInputError("activity retry must be a RetryPolicy")
+
+    def register(func: F) -> F:
+        act_name = _check_name(name or _default_name(func), "activity")
+        func.__beluga_activity__ = ActivityDefinition(  # type: ignore[attr-defined]
+            act_name, func, _positional_count(func) >= 1, retry, timeout_s
+        )
+        return func
+
+    return register(fn) if fn is not None else register
+
+
+def activity_definition(fn: Callable[..., Any]) -> ActivityDefinition:
+    """The definition of an activity function, decorated or not."""
+    definition = getattr(fn, "__beluga_activity__", None)
+    if isinstance(definition, ActivityDefinition) and definition.fn is fn:
+        return definition
+    if not callable(fn):
+        raise InvalidInputError(f"activity must be a callable, not {type(fn).__name__}")
+    return ActivityDefinition(_default_name(fn), fn, _positional_count(fn) >= 1)
+
+
+def workflow_name(wf: Callable[..., Any] | str) -> str:
+    """The registered name of a workflow given as a function or a name."""
+    if isinstance(wf, str):
+        return wf
+    definition = getattr(wf, "__beluga_workflow__", None)
+    if isinstance(definition, WorkflowDefinition):
+        return definition.name
+    if callable(wf):
+        raise InvalidInputError(
+            f"{_default_name(wf)} is not a registered workflow; decorate it with @workflow"
+        )
+    raise InvalidInputError(f"workflow must be a function or a name, not {type(wf).__name__}")
+
+
+def get_workflow(name: str) -> WorkflowDefinition:
+    """The workflow registered under ``name``.
+
+    Raises:
+        InvalidInputError: no workflow of that name is registered in this process.
+    """
+    with _lock:
+        definition = _workflows.get(name)
+    if definition is None:
+        raise InvalidInputError(
+            f"unknown workflow type {name!r}; registered types: "
+            f"{', '.join(sorted(_workflows)) or '(none)'}"
+        )
+    return definition
+
+
+def registered_workflows() -> list[str]:
+    """The names of all registered workflows, sorted."""
+    with _lock:
+        return sorted(_workflows)

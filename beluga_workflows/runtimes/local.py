@@ -1,0 +1,102 @@
+"""The ``local`` runtime: runs workflows on a pool of threads in this process (tests, scripts).
+
+Suspended runs hold no thread: a timer thread wakes each when its ``wake_at`` comes, and a sweep
+every ``sweep_interval`` seconds picks up whatever the store says is due (runs whose worker died
+and whose lease expired, wake-ups lost with a previous process).
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from typing import Any
+
+from ..executor import WorkflowExecutor
+
+__all__ = ["LocalExecutor"]
+
+logger = logging.getLogger("beluga_workflows.local")
+
+
+class LocalExecutor(WorkflowExecutor):
+    """Threads in this process. ``max_workers`` bounds how many runs advance at once."""
+
+    name = "local"
+
+    def __init__(self, *, max_workers: int = 8, sweep_interval: float = 1.0, **options: Any) -> None:
+        super().__init__(**options)
+        self._pool = ThreadPoolExecutor(max_workers=int(max_workers), thread_name_prefix="beluga-wf")
+        self._sweep_interval = float(sweep_interval)
+        self._lock = threading.Condition()
+        self._queued: set[str] = set()
+        self._timers: list[tuple[datetime, int, str]] = []
+        self._seq = itertools.count()
+        self._closed = False
+        self._ended = threading.Condition()
+        self._thread = threading.Thread(target=self._timer_loop, name="beluga-local-timers", daemon=True)
+        self._thread.start()
+
+    def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
+        if at is not None and at > self.clock.now():
+            with self._lock:
+                heapq.heappush(self._timers, (at, next(self._seq), workflow_id))
+                self._lock.notify()
+            return
+        with self._lock:
+            if self._closed or workflow_id in self._queued:
+                return
+            self._queued.add(workflow_id)
+        self._pool.submit(self._activate, workflow_id)
+
+    def _activate(self, workflow_id: str) -> None:
+        with self._lock:
+            self._queued.discard(workflow_id)
+        try:
+            result = self.run(workflow_id)
+        except Exception:
+            logger.exception("activation of %s failed", workflow_id)
+            return
+        if result.suspended and result.wake_at is not None:
+            self.schedule(workflow_id, at=result.wake_at)
+        if result.claimed and not result.suspended:
+            with self._ended:
+                self._ended.notify_all()
+
+    def _timer_loop(self) -> None:
+        next_sweep = 0.0
+        while True:
+            with self._lock:
+                if self._closed:
+                    return
+                now = self.clock.now()
+                due = []
+                while self._timers and self._timers[0][0] <= now:
+                    due.append(heapq.heappop(self._timers)[2])
+                wait = min(self._sweep_interval, 0.5)
+                if self._timers:
+                    wait = min(wait, max((self._timers[0][0] - now).total_seconds(), 0.0))
+                if not due:
+                    self._lock.wait(wait)
+            for workflow_id in due:
+                self.schedule(workflow_id)
+            if time.monotonic() >= next_sweep:
+                next_sweep = time.monotonic() + self._sweep_interval
+                try:
+                    self.recover()
+                except Exception:
+                    logger.exception("recovery sweep failed")
+
+    def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
+        with self._ended:
+            self._ended.wait(max(seconds * 10, 0.05))
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            self._lock.notify_all()
+        self._pool.shutdown(wait=True, cancel_futures=True)

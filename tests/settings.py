@@ -1,0 +1,23 @@
+"""Test settings: the example project's, plus a second database alias on the real PostgreSQL.
+
+``default`` is SQLite (or whatever ``DATABASE_URL`` says); ``postgres`` points at the PostgreSQL
+server of ``BELUGA_TEST_POSTGRES_URL`` so one pytest run covers the django store on both.
+"""
+
+import environ
+
+from beluga_project.settings import *  # noqa: F403
+from beluga_project.settings import DATABASES, env
+
+DATABASES["postgres"] = environ.Env.db_url_config(
+    env.str("BELUGA_TEST_POSTGRES_URL", default="postgres://postgres@127.0.0.1:5432/beluga")
+)
+DATABASES["postgres"]["TEST"] = {"NAME": "test_beluga"}
+
+PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+
+BELUGA_WORKFLOWS = {
+    "STORE": {"BACKEND": "django", "OPTIONS": {}},
+    "EXECUTOR": {"BACKEND": "local", "OPTIONS": {}},
+    "HOOKS": [],
+}
