@@ -171,6 +171,11 @@ class WorkflowStore(abc.ABC):
         events = [e for e in state.history if e.id > after]
         return events[:limit] if limit > 0 else events
 
+    def count(self, filter: WorkflowFilter | None = None) -> int:
+        """How many runs match ``filter`` (its ``limit`` and ``offset`` ignored)."""
+        filter = filter or WorkflowFilter()
+        return len(self.list(WorkflowFilter(status=filter.status, workflow_type=filter.workflow_type)))
+
     def count_by_status(self) -> dict[str, int]:
         """How many runs are in each status (every status present, zeros included)."""
         counts = {s.value: 0 for s in WorkflowStatus}
