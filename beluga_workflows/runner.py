@@ -65,6 +65,8 @@ class ActivationResult:
     suspended: bool = False
     wake_at: datetime | None = None
     lease_lost: bool = False
+    # The store failed mid-activation; the run is retried once its lease expires.
+    abandoned: bool = False
 
 
 def new_owner() -> str:
@@ -74,6 +76,14 @@ def new_owner() -> str:
 
 class _LeaseLost(BaseException):  # noqa: N818 - unwinds workflow code when the lease is gone
     pass
+
+
+class _StoreDown(BaseException):  # noqa: N818 - unwinds workflow code when a checkpoint cannot be written
+    """A checkpoint failed for a reason other than a lost lease (database down, network).
+
+    The activation is abandoned rather than failing the run: the run keeps its recorded steps and
+    is picked up again once its lease expires, by which time the store may be back.
+    """
 
 
 class Activation:
@@ -128,6 +138,8 @@ class Activation:
             )
         except ConflictError:
             raise _LeaseLost() from None
+        except Exception as exc:
+            raise _StoreDown() from exc
         self.lease_until = lease_until
         self.state.history.extend(events)
         if op:
@@ -177,6 +189,8 @@ class Activation:
                 continue  # a signal or cancel raced the suspension: look again
             except _LeaseLost:
                 return self._lost()
+            except _StoreDown as down:
+                return self._abandon(down.__cause__)
             except TimedOut:
                 return self._end(WorkflowStatus.TIMED_OUT, error={
                     "type": "WorkflowTimeoutError",
@@ -226,6 +240,8 @@ class Activation:
             self.record(0, [event], end=RunEnd(status, result, error))
         except _LeaseLost:
             return self._lost()
+        except _StoreDown as down:
+            return self._abandon(down.__cause__)
         wf_id = self.state.workflow_id
         if status is WorkflowStatus.COMPLETED:
             self.hooks.fire("on_workflow_complete", wf_id, result)
@@ -261,6 +277,11 @@ class Activation:
         self.signals = list(fresh.signals)
         self.cancel_requested = fresh.cancel_requested
         return False
+
+    def _abandon(self, cause: BaseException | None) -> ActivationResult:
+        logger.error("could not checkpoint %s (%s); leaving it for a retry after its lease expires",
+                     self.state.workflow_id, cause)
+        return ActivationResult(True, abandoned=True)
 
     def _lost(self) -> ActivationResult:
         logger.warning("lost the lease on %s; another worker has the run", self.state.workflow_id)
