@@ -273,6 +273,8 @@ class Activation:
             fresh = self.store.refresh(self.state.workflow_id, self.state.run_id, self.owner)
         except ConflictError:
             raise _LeaseLost() from None
+        except Exception as exc:
+            raise _StoreDown() from exc
         self.wake_seq = fresh.wake_seq
         self.signals = list(fresh.signals)
         self.cancel_requested = fresh.cancel_requested
@@ -344,6 +346,10 @@ def run_workflow(config: RunnerConfig, workflow_id: str, *, owner: str | None = 
     lease_keeper.add(activation)
     try:
         return activation.run()
+    except _LeaseLost:
+        return activation._lost()
+    except _StoreDown as down:
+        return activation._abandon(down.__cause__)
     finally:
         lease_keeper.remove(activation)
 
