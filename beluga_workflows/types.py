@@ -201,12 +201,21 @@ class WorkflowOptions:
 
 @dataclass
 class WorkflowFilter:
-    """What ``store.list`` returns: newest first, optionally by status/type, ``limit <= 0`` = all."""
+    """What ``store.list`` returns: newest first, optionally by status/type, ``limit <= 0`` = all.
+
+    Attributes:
+        workflow_id_prefix: only ids starting with this text (case-sensitive; an exact id is its
+            own prefix). Stores should answer it from their id index (a range scan), not a scan.
+        wait_kind: only open runs suspended on this kind of wait (``"signal"``, ``"timer"``,
+            ``"retry"``, ``"human"``...), as ``WorkflowState.wait_kind`` records it.
+    """
 
     status: WorkflowStatus | str | None = None
     limit: int = 0
     workflow_type: str | None = None
     offset: int = 0
+    workflow_id_prefix: str | None = None
+    wait_kind: str | None = None
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status != "":

@@ -19,6 +19,7 @@ Backends that cannot do compare-and-set set ``supports_compare_and_set = False``
 from __future__ import annotations
 
 import abc
+import dataclasses
 from datetime import datetime
 from typing import Any
 
@@ -174,7 +175,7 @@ class WorkflowStore(abc.ABC):
     def count(self, filter: WorkflowFilter | None = None) -> int:
         """How many runs match ``filter`` (its ``limit`` and ``offset`` ignored)."""
         filter = filter or WorkflowFilter()
-        return len(self.list(WorkflowFilter(status=filter.status, workflow_type=filter.workflow_type)))
+        return len(self.list(dataclasses.replace(filter, limit=0, offset=0)))
 
     def count_by_status(self) -> dict[str, int]:
         """How many runs are in each status (every status present, zeros included)."""

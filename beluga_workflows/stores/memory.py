@@ -88,6 +88,9 @@ class MemoryStore(WorkflowStore):
                 s for s in self._runs.values()
                 if (filter.status is None or s.status == filter.status)
                 and (not filter.workflow_type or s.workflow_type == filter.workflow_type)
+                and (not filter.workflow_id_prefix
+                     or s.workflow_id.startswith(filter.workflow_id_prefix))
+                and (not filter.wait_kind or (s.is_open and s.wait_kind == filter.wait_kind))
             ]
             states.sort(key=lambda s: (s.created_at, s.run_id), reverse=True)
             states = states[max(filter.offset, 0):]
