@@ -34,7 +34,11 @@ from .types import EventType, HistoryEvent, to_seconds
 if TYPE_CHECKING:
     from .runner import Activation
 
-__all__ = ["WorkflowContext"]
+__all__ = ["HUMAN_SIGNAL_PREFIX", "HUMAN_WAIT_KIND", "WorkflowContext"]
+
+# A HumanActivity's request id (and the name of the signal answering it) is this prefix + its step.
+HUMAN_SIGNAL_PREFIX = "human:"
+HUMAN_WAIT_KIND = "human"
 
 _KIND = {
     EventType.ACTIVITY_STARTED: "activity",
@@ -116,6 +120,8 @@ class WorkflowContext:
             ActivityError: the activity failed for good.
             InvalidInputError: ``input`` is not JSON-serialisable.
         """
+        if getattr(fn, "__beluga_human__", False):  # a HumanActivity waits on a signal instead
+            return self._ask_human(fn, input)
         definition = activity_definition(fn)
         act_name = name or definition.name
         if retry is not None and not isinstance(retry, RetryPolicy):
@@ -245,6 +251,46 @@ class WorkflowContext:
         self._a.query_handlers[name] = fn
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _ask_human(self, task: Any, data: Any) -> Any:
+        """Ask a person (a ``HumanActivity``): record the request, then wait durably for the answer.
+
+        Built on the signal machinery: the request (``task.human_request(data)``) is recorded in a
+        ``signal_wait_started`` event (its ``input``), the run suspends with wait kind ``"human"``
+        and holds no worker, and the answer is the signal named by the request id
+        (``"human:<step>"``). Past ``task.timeout``, ``task.human_timed_out`` decides (it raises
+        ``SignalTimeoutError`` or returns a default answer).
+        """
+        a = self._a
+        request_id = f"{HUMAN_SIGNAL_PREFIX}{self._op + 1}"
+        events = self._begin("signal", request_id)
+        op = self._op
+        last = events[-1] if events else None
+        if last is not None and last.type is EventType.SIGNAL_RECEIVED:
+            return task.human_answer(last.signal_payload)
+        if last is not None and last.type is EventType.SIGNAL_TIMED_OUT:
+            return task.human_timed_out(self.workflow_id)
+        self._go_live()
+        if events:
+            fire_at = events[0].fire_at
+        else:
+            request = to_json_value(dict(task.human_request(data), request_id=request_id),
+                                    "human task request", max_bytes=a.max_payload)
+            timeout_s = to_seconds(task.timeout, "human task timeout")
+            fire_at = a.clock.now() + timedelta(seconds=timeout_s) if timeout_s else None
+            a.record(op, [a.event(EventType.SIGNAL_WAIT_STARTED, signal_name=request_id,
+                                  input=request, duration=timeout_s, fire_at=fire_at)])
+        signal = a.next_signal(request_id)
+        if signal is not None:
+            a.record(op, [a.event(EventType.SIGNAL_RECEIVED, signal_name=request_id,
+                                  signal_payload=signal.payload)], consume_signal=signal.id)
+            a.signals.remove(signal)
+            a.hooks.fire("on_signal", self.workflow_id, signal)
+            return task.human_answer(signal.payload)
+        if fire_at is not None and fire_at <= a.clock.now():
+            a.record(op, [a.event(EventType.SIGNAL_TIMED_OUT, signal_name=request_id)])
+            return task.human_timed_out(self.workflow_id)
+        raise a.suspend(HUMAN_WAIT_KIND, request_id, fire_at)
 
     def _marker(self, name: str, compute: Callable[[], Any]) -> Any:
         events = self._begin("marker", name)
