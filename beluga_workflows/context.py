@@ -309,6 +309,8 @@ class WorkflowContext:
     def _begin(self, kind: str, name: str) -> list[HistoryEvent]:
         """Take the next operation number and return what the history recorded for it."""
         a = self._a
+        if a.diverged is not None:  # workflow code swallowed it: every later call fails too
+            raise a.diverged
         if a.suspending is not None:
             raise a.suspending
         self._op += 1
@@ -318,13 +320,14 @@ class WorkflowContext:
         first = events[0]
         recorded = _KIND[first.type]
         if recorded != "cancel" and (recorded != kind or first.name != name):
-            raise NonDeterminismError(
+            a.diverged = NonDeterminismError(
                 f"workflow {a.state.workflow_type!r} diverged from its history at step {self._op}: "
                 f"the code now calls {kind} {name!r} but the history recorded {recorded} "
                 f"{first.name!r} (event {first.id}); the workflow code changed while this run was "
                 f"open, or it is not deterministic",
                 workflow_id=a.state.workflow_id,
             )
+            raise a.diverged
         if any(e.type is EventType.CANCEL_REQUESTED for e in events):
             raise WorkflowCanceledError("workflow cancel requested", workflow_id=a.state.workflow_id)
         return events

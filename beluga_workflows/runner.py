@@ -115,6 +115,8 @@ class Activation:
         self.signals: list[Signal] = list(state.signals)
         self.query_handlers: dict[str, Any] = {}
         self.suspending: Suspend | None = None
+        # Set once replay diverged from the history; the run fails even if workflow code caught it.
+        self.diverged: NonDeterminismError | None = None
         self.lease_until = state.lease_expires_at
 
     # -- used by WorkflowContext ------------------------------------------------------------------
@@ -180,6 +182,8 @@ class Activation:
                 if self.deadline is not None and self.clock.now() >= self.deadline:
                     raise TimedOut()
                 result = definition(ctx, state.input)
+                if self.diverged is not None:  # the code swallowed the divergence
+                    raise self.diverged
                 if self.suspending is not None:  # the code swallowed the suspension
                     raise self.suspending
             except Suspend as suspension:
@@ -200,10 +204,14 @@ class Activation:
             except NonDeterminismError as exc:
                 return self._fail(exc)
             except WorkflowCanceledError as exc:
+                if self.diverged is not None:
+                    return self._fail(self.diverged)
                 if self.cancel_op is not None:
                     return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
                 return self._fail(exc)
             except Exception as exc:
+                if self.diverged is not None:
+                    return self._fail(self.diverged)
                 if self.cancel_op is not None:
                     return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
                 return self._fail(exc)
@@ -302,6 +310,7 @@ class _LeaseKeeper:
     def add(self, activation: Activation) -> None:
         with self._lock:
             self._active[id(activation)] = activation
+            self._wake.set()  # re-read the period: this lease may be the shortest
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._loop, name="beluga-lease-keeper",
                                                 daemon=True)
@@ -313,7 +322,12 @@ class _LeaseKeeper:
 
     def _loop(self) -> None:
         while True:
-            self._wake.wait(1.0)
+            # Look at least three times per lease: a lease shorter than this loop's period would
+            # expire under a live worker and let the recovery sweep start a second one.
+            with self._lock:
+                period = min((a.config.lease_seconds / 3 for a in self._active.values()), default=1.0)
+            self._wake.wait(min(max(period, 0.01), 1.0))
+            self._wake.clear()
             with self._lock:
                 active = list(self._active.values())
             for a in active:
