@@ -1,0 +1,53 @@
+"""Template filters of the workflow admin pages: status badges, JSON blocks, durations."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import template
+from django.core.serializers.json import DjangoJSONEncoder
+from django.utils.html import format_html
+
+register = template.Library()
+
+
+@register.filter
+def status_badge(status: Any) -> str:
+    """A coloured badge for a run status (``running``, ``completed``, ...)."""
+    value = getattr(status, "value", status) or ""
+    return format_html('<span class="beluga-badge beluga-{}">{}</span>', value,
+                       str(value).replace("_", " "))
+
+
+@register.filter
+def pretty_json(value: Any) -> str:
+    """``value`` as indented JSON (non-ASCII kept readable)."""
+    return json.dumps(value, indent=2, ensure_ascii=False, sort_keys=False, cls=DjangoJSONEncoder)
+
+
+@register.filter
+def duration(seconds: Any) -> str:
+    """Seconds as a short human duration: ``850 ms``, ``12.3 s``, ``4 min 5 s``, ``2 d 3 h``."""
+    if seconds is None or seconds == "":
+        return "—"
+    seconds = float(seconds)
+    if seconds < 1:
+        return f"{seconds * 1000:.0f} ms"
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(int(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs} s"
+    hours, minutes = divmod(minutes, 60)
+    if hours < 24:
+        return f"{hours} h {minutes} min"
+    days, hours = divmod(hours, 24)
+    return f"{days} d {hours} h"
+
+
+@register.filter
+def json_preview(value: Any, length: int = 80) -> str:
+    """``value`` as one line of compact JSON, cut to ``length`` characters."""
+    text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), cls=DjangoJSONEncoder)
+    return text if len(text) <= int(length) else text[: int(length) - 1] + "…"
