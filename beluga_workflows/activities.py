@@ -25,6 +25,7 @@ from .errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from .registry import ActivityDefinition, _check_name
 from .serialization import to_json_value
 from .types import EventType, HistoryEvent, Signal, WorkflowState, to_seconds
 
@@ -48,6 +49,10 @@ class _NamedActivity:
     def __init__(self, name: str | None = None) -> None:
         self.__name__ = self.__qualname__ = name or self.default_name
         self.__module__ = "beluga_workflows.activities"
+        # Recorded in histories under exactly this name (not "<module>.<qualname>").
+        self.__beluga_activity__ = ActivityDefinition(
+            _check_name(self.__name__, "activity"), self, takes_input=True
+        )
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.__name__}>"
