@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -55,7 +56,10 @@ class RetryPolicy:
 
     def interval(self, attempt: int, rand: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one."""
-        base = self.initial_interval * self.backoff_coefficient ** max(attempt - 1, 0)
+        try:
+            base = self.initial_interval * self.backoff_coefficient ** max(attempt - 1, 0)
+        except OverflowError:  # thousands of attempts: far past any cap
+            base = math.inf
         jitter = 0.5 + (rand or random).random()
         return min(base * jitter, self.max_interval)
 
