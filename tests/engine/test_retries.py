@@ -15,6 +15,7 @@ from beluga_workflows import (
     EventType,
     NonRetryableError,
     RetryPolicy,
+    WorkflowCanceledError,
     WorkflowFailedError,
     WorkflowOptions,
     activity,
@@ -312,3 +313,39 @@ def test_interval_bounds_over_many_draws():
         assert all(min(0.5 * base, 6) <= d < 1.5 * base for d in draws)
         assert all(d <= 6 for d in draws)
     assert {policy.interval(5) for _ in range(50)} == {6.0}  # 16 s base, always capped
+
+
+def test_many_attempts_stay_capped_without_overflow():
+    """A policy that retries for a day (thousands of attempts) keeps waiting max_interval."""
+    policy = RetryPolicy(
+        max_attempts=10_000, initial_interval=1, backoff_coefficient=2, max_interval=30
+    )
+    assert policy.interval(1030) == 30.0
+    assert policy.interval(9_999) == 30.0
+
+
+@workflow(name="engine.retry.cancel_in_backoff")
+def cancel_in_backoff(ctx, key: str) -> str:
+    try:
+        return ctx.execute_activity(
+            flaky,
+            {"key": key, "fail_times": 99},
+            retry=RetryPolicy(max_attempts=5, initial_interval=3600),
+        )
+    except WorkflowCanceledError:
+        ctx.execute_activity(flaky, {"key": f"{key}-cleanup", "fail_times": 0})
+        raise
+
+
+def test_cancel_during_a_retry_backoff(env):
+    key = unique("backoff")
+    handle = env.execute(cancel_in_backoff, WorkflowOptions(id=key, input=key))
+    env.run_until_idle()
+    state = env.store.load(key)
+    assert state.wait_kind == "retry" and CALLS[key] == 1
+    env.cancel(key)
+    with pytest.raises(WorkflowCanceledError):
+        handle.result()
+    assert CALLS[key] == 1, "the canceled activity was retried"
+    assert CALLS[f"{key}-cleanup"] == 1
+    assert handle.status() == "canceled"

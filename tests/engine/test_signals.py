@@ -199,3 +199,30 @@ def test_uncaught_signal_timeout_fails_the_run(env):
     with pytest.raises(WorkflowFailedError) as info:
         handle.result()
     assert info.value.error["type"] == "SignalTimeoutError"
+
+
+GATES: dict[str, threading.Event] = {}
+
+
+@activity(name="engine.signals.gated")
+def gated(key: str) -> str:
+    GATES[key].wait(5)
+    return "through"
+
+
+@workflow(name="engine.signals.after_gate")
+def after_gate(ctx, key: str) -> list:
+    ctx.execute_activity(gated, key)
+    return [ctx.receive_signal("go"), ctx.receive_signal("go")]
+
+
+def test_signals_sent_while_an_activity_runs_are_received_after_it(store, make_local):
+    executor = make_local()
+    key = unique("gated")
+    GATES[key] = threading.Event()
+    handle = executor.execute(after_gate, WorkflowOptions(id=key, input=key))
+    wait_until(lambda: store.load(key, with_history=False).lease_owner, message="the run to start")
+    executor.signal(key, Signal(name="go", payload=1))  # the run is busy in its activity
+    executor.signal(key, Signal(name="go", payload=2))
+    GATES[key].set()
+    assert handle.result(timeout=5) == [1, 2]

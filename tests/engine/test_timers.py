@@ -15,7 +15,7 @@ from beluga_workflows import (
     workflow,
 )
 
-from .support import events, unique
+from .support import events, unique, wait_until
 
 
 @workflow(name="engine.timers.sleep_for")
@@ -86,3 +86,18 @@ def test_bad_sleep_duration_fails_the_run_with_a_clear_error(env, bad):
 @workflow(name="engine.timers.bad_sleep")
 def bad_sleep(ctx, value) -> None:
     ctx.sleep(float("nan") if value == "nan" else value)
+
+
+def test_a_sleep_survives_a_restart(store, make_local):
+    """The due time lives in the store: a new process's sweep finishes a sleep begun by a dead one."""
+    first = make_local()
+    handle = first.execute(sleep_for, WorkflowOptions(id=unique("restart"), input=0.5))
+    wait_until(
+        lambda: store.load(handle.id, with_history=False).wait_kind == "timer",
+        message="the run to suspend on its timer",
+    )
+    first.close()  # the process goes away; nothing in memory remembers the timer
+    second = make_local(sweep_interval=0.05)
+    result = second.get_handle(handle.id).result(timeout=5)
+    slept = datetime.fromisoformat(result["after"]) - datetime.fromisoformat(result["before"])
+    assert slept >= timedelta(seconds=0.5)
