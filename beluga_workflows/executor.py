@@ -240,7 +240,7 @@ class WorkflowExecutor:
                                   activity_name=type_name, input=data)],
         )
         self.store.create(state)
-        self.schedule(workflow_id, queue=options.queue)
+        self.schedule(workflow_id, queue=options.queue or "")
         return WorkflowHandle(self, workflow_id, state.run_id)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
@@ -288,7 +288,7 @@ class WorkflowExecutor:
         """
         validate_workflow_id(workflow_id)
         state = self.store.request_cancel(workflow_id, self.clock.now())
-        self.schedule(workflow_id, queue=state.queue)
+        self.schedule(workflow_id, queue=state.queue or "")
 
     def query(self, workflow_id: str, query_type: str) -> Any:
         """Answer a query: built-ins ``status``, ``result``, ``history``; others go to the workflow.
@@ -323,7 +323,11 @@ class WorkflowExecutor:
         return run_workflow(self.runner_config(), workflow_id)
 
     def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
-        """Arrange for a worker to call ``run(workflow_id)`` (at ``at``, if given)."""
+        """Arrange for a worker to call ``run(workflow_id)`` (at ``at``, if given).
+
+        ``queue`` is the run's queue when the caller knows it (``""``: the default queue), ``None``
+        when it does not (a runtime that routes by queue then looks it up).
+        """
         raise NotImplementedError(f"{type(self).__name__} cannot schedule runs")
 
     def wait(self, workflow_id: str, run_id: str, timeout: float | None) -> WorkflowState:
