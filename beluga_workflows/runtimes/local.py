@@ -92,8 +92,10 @@ class LocalExecutor(WorkflowExecutor):
                     logger.exception("recovery sweep failed")
 
     def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
+        # Runs ended here wake the waiter at once; runs ended by another worker or process are
+        # seen by polling, so never wait longer than asked (that would overshoot result(timeout)).
         with self._ended:
-            self._ended.wait(max(seconds * 10, 0.05))
+            self._ended.wait(seconds)
 
     def close(self) -> None:
         with self._lock:

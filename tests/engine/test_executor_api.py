@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -24,7 +26,7 @@ from beluga_workflows import (
 from beluga_workflows.registry import get_workflow, registered_workflows
 from beluga_workflows.runtimes.local import LocalExecutor
 
-from .support import Calls, unique
+from .support import Calls, unique, wait_until
 
 CALLS = Calls()
 
@@ -219,3 +221,38 @@ def test_unknown_executor_and_bad_registration_are_refused():
         register("", lambda config: None)
     with pytest.raises(InvalidInputError):
         register("x", "not callable")
+
+
+def test_result_timeout_is_kept(store, make_local):
+    executor = make_local()
+    handle = executor.execute(wait_for_go, WorkflowOptions())
+    for timeout in (0.05, 0.3):
+        started = time.monotonic()
+        with pytest.raises(TimeoutError):
+            handle.result(timeout=timeout)
+        waited = time.monotonic() - started
+        assert timeout <= waited < timeout + 0.2, f"result(timeout={timeout}) waited {waited:.2f} s"
+
+
+def test_result_sees_a_run_finished_by_another_worker_promptly(store, make_local):
+    watcher, worker = make_local(), make_local()
+    handle = worker.execute(wait_for_go, WorkflowOptions())
+    watched = watcher.get_handle(handle.id)
+    outcome: dict = {}
+
+    def wait_for_result() -> None:
+        outcome["result"] = watched.result(timeout=10)
+        outcome["at"] = time.monotonic()
+
+    thread = threading.Thread(target=wait_for_result)
+    thread.start()
+    time.sleep(1.5)  # let the watcher's polling back off as far as it goes
+    worker.signal(handle.id, Signal(name="go", payload="x"))
+    wait_until(
+        lambda: worker.store.load(handle.id, with_history=False).status != "running",
+        message="the run to finish",
+    )
+    finished = time.monotonic()
+    thread.join(10)
+    assert outcome["result"] == {"input": None, "go": "x"}
+    assert outcome["at"] - finished < 0.3, "result() noticed the end late"
