@@ -7,6 +7,7 @@ survives the process and other processes see nothing: do not use it with Celery 
 from __future__ import annotations
 
 import copy
+import dataclasses
 import itertools
 import threading
 from datetime import datetime
@@ -62,6 +63,11 @@ class MemoryStore(WorkflowStore):
             )
         return state
 
+    def _number_signals(self, state: WorkflowState) -> None:
+        # A signal without an inbox id could never be consumed (consume_signal names it by id).
+        state.signals = [s if s.id is not None else dataclasses.replace(s, id=next(self._signal_ids))
+                         for s in state.signals]
+
     @staticmethod
     def _touch(state: WorkflowState, now: datetime) -> None:
         state.version += 1
@@ -74,6 +80,7 @@ class MemoryStore(WorkflowStore):
             existing = self._runs.get(state.workflow_id)
             clone = self._copy(state)
             clone.version = (existing.version + 1) if existing else max(state.version, 1)
+            self._number_signals(clone)
             self._runs[state.workflow_id] = clone
 
     def load(self, workflow_id: str, *, with_history: bool = True) -> WorkflowState | None:
@@ -114,6 +121,7 @@ class MemoryStore(WorkflowStore):
                 )
             clone = self._copy(state)
             clone.version = 1
+            self._number_signals(clone)
             self._runs[state.workflow_id] = clone
 
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
