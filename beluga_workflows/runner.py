@@ -67,6 +67,8 @@ class ActivationResult:
     lease_lost: bool = False
     # The store failed mid-activation; the run is retried once its lease expires.
     abandoned: bool = False
+    # The run's queue ("" = the default one), so a runtime can send the wake-up without a lookup.
+    queue: str | None = None
 
 
 def new_owner() -> str:
@@ -171,7 +173,8 @@ class Activation:
                          "leaving it for another", state.workflow_type, state.workflow_id)
             wake_at = self.clock.now() + UNKNOWN_TYPE_RETRY
             self._try_suspend("worker", f"unknown workflow type {state.workflow_type}", wake_at, None)
-            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at)
+            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
+                                    queue=self.state.queue or "")
 
         if not self.ops and len(state.history) <= 1:
             self.hooks.fire("on_workflow_start", state.workflow_id, state.input)
@@ -267,7 +270,8 @@ class Activation:
         if self.deadline is not None and (wake_at is None or self.deadline < wake_at):
             wake_at = self.deadline
         if self._try_suspend(suspension.kind, suspension.name, wake_at, suspension.until):
-            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at)
+            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
+                                    queue=self.state.queue or "")
         return None
 
     def _try_suspend(self, kind: str, name: str, wake_at: datetime | None,
