@@ -1,18 +1,42 @@
-"""Shared fixtures: ``store`` runs a test once per store backend that holds the engine's guarantees."""
+"""Shared fixtures: ``store`` runs a test once per store backend that holds the engine's guarantees.
+
+The ``django-*`` params use the real databases of ``tests/settings.py`` (SQLite as ``default``,
+PostgreSQL as ``postgres``) in transactional mode, so threads with their own connections see each
+other's commits. Their database access is declared at collection time (pytest-django creates only
+the test databases that collected tests declare), and ``django-postgres`` is skipped with a reason
+when the PostgreSQL server cannot be reached.
+"""
 
 from __future__ import annotations
+
+import functools
+import os
+import tempfile
 
 import pytest
 
 from beluga_workflows.stores.memory import MemoryStore
 
-# Each entry: (id, factory(request) -> store). Backends that need a database add their params here.
-STORE_BACKENDS = ["memory"]
+# Each backend: its param id -> the database alias it needs (None: no database).
+STORE_DATABASES: dict[str, str | None] = {
+    "memory": None,
+    "django-sqlite": "default",
+    "django-postgres": "postgres",
+}
+STORE_BACKENDS = [
+    "memory",
+    "django-sqlite",
+    pytest.param("django-postgres", marks=pytest.mark.postgres),
+]
 
 
 def make_store(kind: str, request: pytest.FixtureRequest):
     if kind == "memory":
         return MemoryStore()
+    if kind.startswith("django-"):
+        from beluga_workflows.stores.django import DjangoStore
+
+        return DjangoStore(using=STORE_DATABASES[kind])
     raise LookupError(kind)
 
 
@@ -22,3 +46,92 @@ def store(request):
     instance = make_store(request.param, request)
     yield instance
     instance.close()
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, django_db_keepdb):
+    """Name test databases after this process, so concurrent sessions never collide.
+
+    SQLite test databases become files (WAL, as configured) instead of Django's shared-cache
+    in-memory default: its table locks fail at once instead of waiting, which is not how the
+    store runs in production and defeats the concurrency tests.
+    """
+    if django_db_keepdb:
+        return
+    from django.conf import settings
+
+    for alias, config in settings.DATABASES.items():
+        test = config.setdefault("TEST", {})
+        # Each test database stands alone, so a session may create "postgres" without "default".
+        test.setdefault("DEPENDENCIES", [])
+        if config["ENGINE"] == "django.db.backends.sqlite3":
+            if test.get("NAME") in (None, "", ":memory:"):
+                test["NAME"] = os.path.join(tempfile.gettempdir(),
+                                            f"beluga_test_{alias}_{os.getpid()}.sqlite3")
+            continue
+        test["NAME"] = f"{test.get('NAME') or 'test_' + config['NAME']}_{os.getpid()}"
+
+
+@pytest.fixture(scope="session")
+def django_db_setup(django_db_setup, django_db_blocker):
+    """pytest-django's, plus: end the sessions that worker threads left open before the drop.
+
+    Runtime threads (thread pools, the lease keeper) keep their own connections to the test
+    databases; PostgreSQL refuses to drop a database that has sessions.
+    """
+    yield
+    from django.db import connections
+
+    with django_db_blocker.unblock():
+        for connection in connections.all():
+            config = connection.settings_dict
+            if connection.vendor != "postgresql" or config["NAME"] != config["TEST"].get("NAME"):
+                continue  # not a test database this session created
+            with connection.cursor() as cursor:
+                cursor.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+                )
+
+
+@functools.cache
+def postgres_unreachable() -> str:
+    """Why the test PostgreSQL server cannot be used ('' when it can)."""
+    from django.conf import settings
+
+    config = settings.DATABASES.get("postgres")
+    if not config:
+        return "no 'postgres' database in the test settings"
+    try:
+        import psycopg
+
+        psycopg.connect(
+            dbname="postgres", user=config.get("USER") or None,
+            password=config.get("PASSWORD") or None, host=config.get("HOST") or None,
+            port=config.get("PORT") or None, connect_timeout=3,
+        ).close()
+    except Exception as exc:  # noqa: BLE001 - any failure means: skip, saying why
+        return f"PostgreSQL at {config.get('HOST')}:{config.get('PORT')} unreachable: {exc}"
+    return ""
+
+
+def pytest_collection_modifyitems(config, items):
+    """Give tests of a ``django-*`` store param transactional access to that store's database."""
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        kind = callspec.params.get("store") if callspec else None
+        alias = STORE_DATABASES.get(kind) if isinstance(kind, str) else None
+        if alias is None:
+            continue
+        if alias == "postgres" and postgres_unreachable():
+            item.add_marker(pytest.mark.skip(reason=postgres_unreachable()))
+            continue
+        databases = {alias}
+        existing = item.get_closest_marker("django_db")
+        if existing is not None:
+            wanted = existing.kwargs.get("databases") or ["default"]
+            if wanted == "__all__":
+                continue
+            databases.update(wanted)
+        marker = pytest.mark.django_db(transaction=True, databases=sorted(databases))
+        item.add_marker(marker, append=False)

@@ -1,0 +1,128 @@
+"""The tables of the ``django`` store: runs, their history events and their signal inboxes.
+
+One ``WorkflowState`` row per workflow id holds its latest run (starting a new run of an ended id
+replaces the old one, as the store contract says). ``HistoryEvent`` rows are only ever appended,
+one per event, numbered from 1 within their run. ``PendingSignal`` rows are the durable inbox: a
+signal waits there until the run consumes it, and its auto-increment ``id`` is its FIFO position.
+
+The indexes serve the reads the app makes (lists newest first by status or type, due runs) and
+leave out the columns every checkpoint rewrites (``updated_at``, ``version``, the lease expiry), so
+PostgreSQL can update a run in place (HOT) without touching any index on the hot path.
+"""
+
+from __future__ import annotations
+
+from django.db import models
+
+from .types import EventType, WorkflowStatus
+
+__all__ = ["HistoryEvent", "PendingSignal", "WorkflowState"]
+
+STATUS_CHOICES = [(s.value, s.value.replace("_", " ")) for s in WorkflowStatus]
+EVENT_TYPE_CHOICES = [(t.value, t.value.replace("_", " ")) for t in EventType]
+
+
+class WorkflowState(models.Model):
+    """A workflow run: identity, status, payloads, timestamps, lease and what it waits for."""
+
+    run_id = models.CharField("run id", max_length=64, primary_key=True)
+    # One row per workflow id (the latest run); this also makes a second open run impossible.
+    workflow_id = models.CharField("workflow id", max_length=255, unique=True)
+    workflow_type = models.CharField("workflow type", max_length=255)
+    status = models.CharField(max_length=16, choices=STATUS_CHOICES,
+                              default=WorkflowStatus.RUNNING.value)
+    input = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    created_at = models.DateTimeField("started")
+    updated_at = models.DateTimeField("updated")
+    ended_at = models.DateTimeField("ended", null=True, blank=True)
+    deadline = models.DateTimeField(null=True, blank=True)
+    queue = models.CharField(max_length=255, blank=True, default="")
+    lease_owner = models.CharField(max_length=255, blank=True, default="")
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    # Bumped by every write of the run.
+    version = models.BigIntegerField(default=0)
+    # Bumped by every signal and cancel: a worker may only suspend a run whose wake_seq it saw.
+    wake_seq = models.BigIntegerField(default=0)
+    # When a worker should next pick the run up; NULL while it waits for a signal without timeout.
+    wake_at = models.DateTimeField(null=True, blank=True)
+    wait_kind = models.CharField(max_length=32, blank=True, default="")
+    wait_name = models.TextField(blank=True, default="")
+    wait_until = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    # The ``seq`` of the run's last history event: appends are fenced on it (no gaps, no rewrites).
+    last_event_id = models.IntegerField(default=0)
+
+    class Meta:
+        verbose_name = "workflow run"
+        verbose_name_plural = "workflow runs"
+        indexes = [
+            models.Index(fields=["-created_at", "-run_id"], name="beluga_wf_newest_idx"),
+            models.Index(fields=["status", "-created_at", "-run_id"],
+                         name="beluga_wf_status_newest_idx"),
+            models.Index(fields=["workflow_type", "-created_at", "-run_id"],
+                         name="beluga_wf_type_newest_idx"),
+            # due(): open runs whose wake_at passed; a run whose worker died keeps its wake_at,
+            # so runs with expired leases are found through this index too.
+            models.Index(fields=["status", "wake_at"], name="beluga_wf_due_idx"),
+        ]
+        permissions = [
+            ("start_workflow", "Can start workflows"),
+            ("signal_workflow", "Can signal workflows"),
+            ("cancel_workflow", "Can cancel workflows"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} ({self.status})"
+
+
+class HistoryEvent(models.Model):
+    """One recorded event of a run; ``seq`` is its 1-based position in the run's history."""
+
+    # The (run, seq) unique constraint indexes the foreign key too.
+    run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="events",
+                            db_index=False)
+    seq = models.PositiveIntegerField("sequence number")
+    type = models.CharField(max_length=32, choices=EVENT_TYPE_CHOICES)
+    timestamp = models.DateTimeField()
+    activity_name = models.TextField(blank=True, default="")
+    input = models.JSONField(null=True, blank=True)
+    result = models.JSONField(null=True, blank=True)
+    error = models.JSONField(null=True, blank=True)
+    signal_name = models.TextField(blank=True, default="")
+    signal_payload = models.JSONField(null=True, blank=True)
+    duration = models.FloatField(null=True, blank=True, help_text="seconds")
+    # The workflow-code operation the event belongs to (0: workflow-level events).
+    op = models.IntegerField(default=0)
+    attempt = models.IntegerField(default=0)
+    fire_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "history event"
+        verbose_name_plural = "history events"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "seq"], name="beluga_wf_event_seq_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} #{self.seq} {self.type}"
+
+
+class PendingSignal(models.Model):
+    """A signal accepted for a run and not consumed yet (consuming it deletes the row)."""
+
+    run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="signals",
+                            db_index=False)
+    name = models.CharField(max_length=255)
+    payload = models.JSONField(null=True, blank=True)
+    sent_at = models.DateTimeField()
+    sender_id = models.TextField(blank=True, default="")
+
+    class Meta:
+        verbose_name = "pending signal"
+        verbose_name_plural = "pending signals"
+        indexes = [models.Index(fields=["run", "id"], name="beluga_wf_inbox_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.name} -> {self.run_id}"
