@@ -69,6 +69,11 @@ class TimeSkippingExecutor(WorkflowExecutor):
             state = self.store.load(workflow_id, with_history=False)
             if state is None or state.run_id != run_id or not state.is_open:
                 return super().wait(workflow_id, run_id, 0)
+            if state.wait_kind == "worker":  # its type is not registered: only this process runs it
+                raise TimeoutError(
+                    f"workflow {workflow_id!r} cannot run here: {state.wait_name}; import the "
+                    f"module that defines it"
+                )
             wake = self.next_wake()
             if wake is None:
                 raise TimeoutError(
