@@ -238,6 +238,15 @@ def test_golden_history_rejects_incompatible_code(store, golden):
     assert CALLS[("golden", "charge")] == 0
 
 
+@pytest.mark.timeout(10)
+def test_history_of_an_unregistered_type_is_reported_not_waited_on_forever(store, golden):
+    store.save(reopened(golden, workflow_type="engine.golden.renamed_since"))
+    with WorkflowEnvironment(store=store) as env, pytest.raises(TimeoutError) as info:
+        env.get_handle("golden-order-1").result()
+    assert "unknown workflow type engine.golden.renamed_since" in str(info.value)
+    assert store.load("golden-order-1").status is WorkflowStatus.RUNNING
+
+
 if __name__ == "__main__":  # regenerate the golden file
     GOLDEN.write_text(json.dumps(record_golden_history(), indent=2, sort_keys=True) + "\n")
     print(f"wrote {GOLDEN}")

@@ -86,7 +86,8 @@ def test_all_nine_hooks_fire_with_the_documented_arguments(store):
     spec = {"mode": "ok", "key": key}
     assert recorder.named("on_workflow_start")[0] == (key, spec)
     assert len(recorder.named("on_workflow_start")) == 3  # once per run, never on replay
-    assert recorder.named("on_activity_start")[:2] == [
+    # Two attempts, each announced once although the run was replayed after each suspension.
+    assert [c for c in recorder.named("on_activity_start") if c[0] == key] == [
         (key, "engine.hooks.fails_once", key),
         (key, "engine.hooks.fails_once", key),
     ]
