@@ -19,6 +19,7 @@ env = environ.Env(
     BELUGA_STORE=(str, "django"),
     BELUGA_EXECUTOR=(str, "celery"),
     BELUGA_LEASE_SECONDS=(float, 30.0),
+    BELUGA_RECOVER_INTERVAL=(float, 5.0),
 )
 environ.Env.read_env(BASE_DIR / ".env", overwrite=False)
 
@@ -103,14 +104,19 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "data_folder_in": str(_broker_dir / "queue"),
         "data_folder_out": str(_broker_dir / "queue"),
         "processed_folder": str(_broker_dir / "processed"),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
     }
+    for _folder in ("queue", "processed", "control"):
+        (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
 CELERY_RESULT_BACKEND = None
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
 # -- beluga_workflows ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
@@ -134,6 +140,17 @@ BELUGA_WORKFLOWS = {
     "EXECUTOR": {"BACKEND": env("BELUGA_EXECUTOR"), "OPTIONS": {}},
     "HOOKS": [],
     "LEASE_SECONDS": env("BELUGA_LEASE_SECONDS"),
+    "RECOVER_INTERVAL": env("BELUGA_RECOVER_INTERVAL"),
+}
+
+# The recovery sweep: sends runs whose timers are due or whose worker died (see README).
+# A sweep still queued after a few intervals is dropped: a later one does the same work.
+CELERY_BEAT_SCHEDULE = {
+    "beluga-workflows-recover": {
+        "task": "beluga_workflows.recover_workflows",
+        "schedule": BELUGA_WORKFLOWS["RECOVER_INTERVAL"],
+        "options": {"expires": BELUGA_WORKFLOWS["RECOVER_INTERVAL"] * 6},
+    },
 }
 
 REST_FRAMEWORK = {

@@ -2,7 +2,12 @@
 
 ``default`` is SQLite (or whatever ``DATABASE_URL`` says); ``postgres`` points at the PostgreSQL
 server of ``BELUGA_TEST_POSTGRES_URL`` so one pytest run covers the django store on both.
+``celery`` is the PostgreSQL database that the Celery integration tests (``tests/celery``) share
+with the worker processes they start: not a pytest-django test database, but one those tests
+create, migrate and drop themselves, named after this test process so sessions never collide.
 """
+
+import os
 
 import environ
 
@@ -13,6 +18,12 @@ DATABASES["postgres"] = environ.Env.db_url_config(
     env.str("BELUGA_TEST_POSTGRES_URL", default="postgres://postgres@127.0.0.1:5432/beluga")
 )
 DATABASES["postgres"]["TEST"] = {"NAME": "test_beluga"}
+
+DATABASES["celery"] = environ.Env.db_url_config(
+    env.str("BELUGA_TEST_CELERY_DATABASE_URL",
+            default="postgres://postgres@127.0.0.1:5432/beluga_celery")
+)
+DATABASES["celery"]["NAME"] = f"{DATABASES['celery']['NAME']}_{os.getpid()}"
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

@@ -1,0 +1,189 @@
+"""The ``celery`` runtime (the default): runs are advanced by Celery tasks on worker processes.
+
+How a run reaches a worker:
+
+- ``execute``, ``signal`` and ``cancel`` send a ``beluga_workflows.run_workflow`` task once the
+  surrounding database transaction commits (so a worker never looks for a run it cannot see yet),
+  on the run's queue when it has one.
+- A run that suspends on a wait ending within ``countdown_limit`` seconds (60 by default) is also
+  sent again with a Celery countdown, so short sleeps and retry backoffs end on time.
+- Longer waits never ride on broker countdowns (Redis redelivers ETA tasks after its visibility
+  timeout, and a countdown held by a worker that dies is lost): the due time lives in the store.
+  The periodic sweep (``beluga_workflows.recover_workflows`` on Celery beat) sends each run shortly
+  before it comes due (with a countdown of at most ``sweep_lookahead`` seconds) - a timer ending,
+  or the lease of a worker that died running out - and, as a safety net, re-sends runs that have
+  been due for ``sweep_grace`` seconds without a worker taking them (a message lost with a dead
+  worker's prefetch, a send that failed, sweeps missed while beat was down).
+
+Every message is only a hint: ``run_workflow`` on a run that is ended, leased by another worker or
+not yet due does no harm, so a duplicate costs a database round trip or a fast replay.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.db import DEFAULT_DB_ALIAS, transaction
+
+from ..executor import WorkflowExecutor
+
+__all__ = ["RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
+
+logger = logging.getLogger("beluga_workflows.celery")
+
+# The stable task names; the workers of every release answer to these.
+RUN_TASK = "beluga_workflows.run_workflow"
+RECOVER_TASK = "beluga_workflows.recover_workflows"
+
+
+class CeleryExecutor(WorkflowExecutor):
+    """Schedules runs as Celery tasks; the workers call ``run`` (see ``beluga_workflows.tasks``).
+
+    Args:
+        app: the Celery app (or its dotted path) that sends the tasks; default: Celery's current
+            app, i.e. your project's app once its module is imported.
+        countdown_limit: waits ending within this many seconds are also sent with a countdown;
+            longer ones are left to the sweep.
+        sweep_lookahead: the sweep sends runs coming due within this many seconds, with a
+            countdown; default: 1.5 recovery intervals (so consecutive sweeps overlap).
+        sweep_grace: the sweep re-sends runs due for this many seconds that no worker took;
+            default: 30 seconds or 3 recovery intervals, whichever is longer. Shorter values
+            recover lost messages sooner but flood a long queue with copies of its runs.
+        **options: the ``WorkflowExecutor`` options (store, hooks, lease_seconds, ...).
+    """
+
+    name = "celery"
+
+    def __init__(
+        self,
+        *,
+        app: Any = None,
+        countdown_limit: float = 60.0,
+        sweep_lookahead: float | None = None,
+        sweep_grace: float | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        self._app = app
+        self.countdown_limit = float(countdown_limit)
+        interval = _recover_interval()
+        self.sweep_lookahead = float(1.5 * interval if sweep_lookahead is None else sweep_lookahead)
+        self.sweep_grace = float(max(30.0, 3 * interval) if sweep_grace is None else sweep_grace)
+
+    @property
+    def app(self) -> Any:
+        """The Celery app the tasks are sent with."""
+        if isinstance(self._app, str):
+            from django.utils.module_loading import import_string
+
+            self._app = import_string(self._app)
+        if self._app is None:
+            from celery import current_app
+
+            return current_app
+        return self._app
+
+    # -- scheduling -----------------------------------------------------------------------------
+
+    def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
+        """Send ``run_workflow(workflow_id)`` after the current transaction commits.
+
+        With ``at`` in the future: sent with a countdown when it is at most ``countdown_limit``
+        seconds away, otherwise not sent at all (the store holds the due time; the sweep sends it).
+        ``queue``: the run's queue (``""``: the default one; ``None``: look it up in the store).
+        A message that cannot be sent is logged, not raised: the run is durably due in the store
+        and the sweep sends it later.
+        """
+        countdown = None
+        if at is not None:
+            countdown = (at - self.clock.now()).total_seconds()
+            if countdown > self.countdown_limit:
+                return
+        self._enqueue(workflow_id, queue, countdown)
+
+    def _enqueue(self, workflow_id: str, queue: str | None, countdown: float | None) -> None:
+        send = functools.partial(self._send, workflow_id, queue, countdown)
+        alias = self._db_alias()
+        if alias is not None:
+            transaction.on_commit(send, using=alias)
+        elif _in_default_transaction():
+            # A store outside the database: still wait for the caller's transaction, so the rows
+            # the workflow's input refers to are visible to the worker.
+            transaction.on_commit(send)
+        else:
+            send()
+
+    def _send(self, workflow_id: str, queue: str | None, countdown: float | None) -> None:
+        try:
+            if queue is None:
+                queue = self._queue_of(workflow_id)
+            options: dict[str, Any] = {}
+            if queue:
+                options["queue"] = queue
+            if countdown is not None and countdown > 0:
+                options["countdown"] = countdown
+            self.app.send_task(RUN_TASK, args=(workflow_id,), **options)
+        except Exception:
+            logger.exception("could not send %s for %r; the recovery sweep will send it once due",
+                             RUN_TASK, workflow_id)
+
+    def _queue_of(self, workflow_id: str) -> str | None:
+        """The queue the open run of ``workflow_id`` was started on (``None``: the default)."""
+        state = self.store.load(workflow_id, with_history=False)
+        return state.queue if state is not None else None
+
+    def _db_alias(self) -> str | None:
+        """The database the store writes to (its commit must precede the message), if any."""
+        alias = getattr(self.store, "using", None)  # the django store's DATABASES alias
+        return alias if isinstance(alias, str) and alias else None
+
+    # -- recovery -------------------------------------------------------------------------------
+
+    def sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """The periodic recovery pass (Celery beat); returns the ids it sent.
+
+        - Runs coming due within ``sweep_lookahead`` seconds are sent with a countdown to that
+          moment: timers ending (however long ago they were set) and runs whose worker stopped
+          renewing its lease (it died) when the lease runs out. Each is sent by about one sweep.
+        - Runs due for ``sweep_grace`` seconds that no worker took are sent again now. Runs that
+          came due more recently are left to the message already on its way, so a long queue is
+          not flooded with copies of the runs waiting in it.
+        """
+        now = now or self.clock.now()
+        sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
+        for workflow_id in sent:
+            self.schedule(workflow_id)
+        if self.sweep_lookahead <= 0 or len(sent) >= limit:
+            return sent
+        already_due = set(self.store.due(now, limit))
+        for workflow_id in self.store.due(now + timedelta(seconds=self.sweep_lookahead), limit):
+            if workflow_id in already_due:
+                continue
+            state = self.store.load(workflow_id, with_history=False)
+            if state is None or not state.is_open or state.wake_at is None:
+                continue
+            at = state.wake_at
+            if state.lease_owner and state.lease_expires_at and state.lease_expires_at > at:
+                at = state.lease_expires_at  # its worker stopped renewing: try when the lease ends
+            # A short countdown (at most the lookahead), whatever ``countdown_limit`` says.
+            self._enqueue(workflow_id, state.queue or "", (at - now).total_seconds())
+            sent.append(workflow_id)
+        return sent
+
+
+def _in_default_transaction() -> bool:
+    from django.conf import settings
+    from django.db import connections
+
+    if not settings.configured or DEFAULT_DB_ALIAS not in settings.DATABASES:
+        return False
+    return connections[DEFAULT_DB_ALIAS].in_atomic_block
+
+
+def _recover_interval() -> float:
+    from ..conf import workflow_settings
+
+    return float(workflow_settings.RECOVER_INTERVAL)

@@ -1,0 +1,19 @@
+"""Settings of the Celery worker (and client) processes the integration tests start.
+
+The example project's settings, read from the environment the tests give (``DATABASE_URL`` of the
+shared PostgreSQL database, ``CELERY_BROKER_URL`` of the Redis broker, ``BELUGA_EXECUTOR=celery``,
+``BELUGA_STORE=django``, ``BELUGA_LEASE_SECONDS``...), plus the app holding the test workflows.
+"""
+
+from beluga_project.settings import *  # noqa: F403
+from beluga_project.settings import BELUGA_WORKFLOWS, INSTALLED_APPS, env
+
+INSTALLED_APPS = [*INSTALLED_APPS, "tests.celery.apps.CeleryTestsConfig"]
+
+# Each test session consumes its own queue, so sessions running side by side never share work.
+CELERY_TASK_DEFAULT_QUEUE = env.str("BELUGA_TEST_QUEUE", default="celery")
+
+BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {
+    "countdown_limit": env.float("BELUGA_TEST_COUNTDOWN_LIMIT", default=60.0),
+    "sweep_grace": env.float("BELUGA_TEST_SWEEP_GRACE", default=30.0),
+}
