@@ -90,6 +90,7 @@ def test_resumes_after_dying_after_step_k_and_runs_each_step_once(store, make_lo
     assert state.lease_owner, "a dead worker's lease stays until it expires"
     assert len(events(state, EventType.ACTIVITY_COMPLETED)) == k
     assert [CALLS[(key, i)] for i in range(STEPS)] == [1] * k + [0] * (STEPS - k)
+    dead_lease_until, recorded = state.lease_expires_at, len(state.history)
 
     survivor = make_local(lease_seconds=LEASE, sweep_interval=0.05)
     result = survivor.get_handle(handle.id).result(timeout=10)
@@ -101,6 +102,8 @@ def test_resumes_after_dying_after_step_k_and_runs_each_step_once(store, make_lo
     assert final.run_id == handle.run_id
     assert len(events(final, EventType.ACTIVITY_STARTED)) == STEPS
     assert len(events(final, EventType.ACTIVITY_COMPLETED)) == STEPS
+    # The survivor waited for the dead worker's lease to expire before touching the run.
+    assert final.history[recorded].timestamp >= dead_lease_until
 
 
 def test_step_in_flight_at_the_crash_runs_again(store, make_local):
@@ -156,3 +159,55 @@ def test_live_worker_keeps_its_lease_through_a_long_step(store, make_local):
     assert handle.result(timeout=5) == "done"
     assert CALLS[(key, "slow")] == 1, "another worker took the run while its worker was alive"
     assert owner
+
+
+class StalledRenewals:
+    """Wraps a store for a worker whose lease renewals never arrive (a paused or partitioned process)."""
+
+    def __init__(self, inner):
+        self._inner = inner
+
+    def __getattr__(self, name):
+        return getattr(self._inner, name)
+
+    def renew(self, *args, **kwargs) -> bool:
+        return False
+
+
+ZOMBIE_GATE: dict[str, threading.Event] = {}
+
+
+@activity(name="engine.crash.first_call_stalls")
+def first_call_stalls(key: str) -> str:
+    n = CALLS.hit((key, "stall"))
+    if n == 1:
+        ZOMBIE_GATE[key].wait(5)
+    return f"call {n}"
+
+
+@workflow(name="engine.crash.zombie")
+def zombie(ctx, key: str) -> list[str]:
+    first = ctx.execute_activity(first_call_stalls, key)
+    return [first, ctx.execute_activity(step, {"key": key, "i": 0})]
+
+
+def test_a_worker_that_lost_its_lease_writes_nothing(store, make_local):
+    """The run moves to a live worker; the stalled one's late result is refused, not recorded."""
+    key = unique("zombie")
+    ZOMBIE_GATE[key] = threading.Event()
+    stalled = make_local(store=StalledRenewals(store), lease_seconds=LEASE, sweep_interval=60)
+    stalled.execute(zombie, WorkflowOptions(id=key, input=key))
+    wait_until(lambda: CALLS[(key, "stall")] == 1, message="the stalled worker to start")
+
+    survivor = make_local(lease_seconds=5)
+    assert survivor.get_handle(key).result(timeout=10) == ["call 2", 0]
+    ZOMBIE_GATE[key].set()  # the stalled worker wakes up and tries to record "call 1"
+    stalled.close()
+
+    state = store.load(key)
+    assert state.status is WorkflowStatus.COMPLETED and state.result == ["call 2", 0]
+    completed = events(state, EventType.ACTIVITY_COMPLETED)
+    assert [e.result for e in completed] == ["call 2", 0]
+    assert [e.id for e in state.history] == list(range(1, len(state.history) + 1))
+    assert CALLS[(key, "stall")] == 2  # at least once: the stalled attempt did run
+    assert CALLS[(key, 0)] == 1

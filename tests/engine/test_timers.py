@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 from datetime import datetime, timedelta
 
@@ -101,3 +102,19 @@ def test_a_sleep_survives_a_restart(store, make_local):
     result = second.get_handle(handle.id).result(timeout=5)
     slept = datetime.fromisoformat(result["after"]) - datetime.fromisoformat(result["before"])
     assert slept >= timedelta(seconds=0.5)
+
+
+@workflow(name="engine.timers.swallows_everything")
+def swallows_everything(ctx) -> str:
+    # Bad workflow code, on purpose: it swallows the engine's own control flow.
+    with contextlib.suppress(BaseException):
+        ctx.sleep(timedelta(days=1))
+    return "done"
+
+
+def test_a_workflow_that_swallows_the_suspension_still_waits(env):
+    start = env.clock.now()
+    handle = env.execute(swallows_everything)
+    assert handle.result() == "done"
+    assert env.clock.now() - start >= timedelta(days=1)
+    assert len(events(env.store.load(handle.id), EventType.TIMER_FIRED)) == 1
