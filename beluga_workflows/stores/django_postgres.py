@@ -34,15 +34,20 @@ _INBOX_FIELDS = ["name", "payload", "sent_at", "sender_id"]
 class _Sql:
     """Placeholders and their parameters, collected in the order they appear in the SQL text."""
 
-    def __init__(self, connection: Any, run_fields: dict[str, Field]) -> None:
+    def __init__(self, connection: Any, run_fields: dict[str, Field], casts: dict[Field, str]
+                 ) -> None:
         self.connection = connection
         self.run_fields = run_fields
+        self.casts = casts
         self.params: list[Any] = []
 
     def param(self, field: Field, value: Any) -> str:
         """A typed placeholder for ``value`` stored in ``field``."""
         self.params.append(field.get_db_prep_save(value, self.connection))
-        return f"CAST(%s AS {field.db_type(self.connection)})"
+        cast = self.casts.get(field)
+        if cast is None:
+            cast = self.casts[field] = f"CAST(%s AS {field.db_type(self.connection)})"
+        return cast
 
     def run(self, name: str, value: Any) -> str:
         return self.param(self.run_fields[name], value)
@@ -75,6 +80,7 @@ class PostgresStatements:
         self.event_table = qn(models.HistoryEvent._meta.db_table)
         self.inbox_table = qn(models.PendingSignal._meta.db_table)
         self.run_fields = {f.attname: f for f in meta.concrete_fields}
+        self.casts: dict[Field, str] = {}  # typed placeholders, by field
         self.all = list(self.run_fields)
         self.control = [name for name in self.run_fields if name != "input"]
         self.columns = {
@@ -93,7 +99,7 @@ class PostgresStatements:
     # -- plumbing -----------------------------------------------------------------------------------
 
     def _sql(self) -> _Sql:
-        return _Sql(connections[self.alias], self.run_fields)
+        return _Sql(connections[self.alias], self.run_fields, self.casts)
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
