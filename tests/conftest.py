@@ -9,7 +9,9 @@ when the PostgreSQL server cannot be reached.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import glob
 import os
 import tempfile
 
@@ -92,6 +94,15 @@ def django_db_setup(django_db_setup, django_db_blocker):
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid()"
                 )
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the SQLite WAL files that threads' open connections left beside the test databases."""
+    if not session.config.getvalue("reuse_db"):
+        pattern = os.path.join(tempfile.gettempdir(), f"beluga_test_*_{os.getpid()}.sqlite3-*")
+        for path in glob.glob(pattern):
+            with contextlib.suppress(OSError):
+                os.remove(path)
 
 
 @functools.cache
