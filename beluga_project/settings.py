@@ -5,6 +5,7 @@ file system, so ``bin/run`` works on a fresh machine with no servers. Set ``DATA
 ``CELERY_BROKER_URL`` (and ``REDIS_URL``/``NATS_URL``/``BELUGA_STORE``...) for production.
 """
 
+import importlib.util
 from pathlib import Path
 
 import environ
@@ -51,6 +52,10 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
 ]
+
+if importlib.util.find_spec("whitenoise"):
+    # Serves the admin's static files when gunicorn runs the site (the docker-compose image).
+    MIDDLEWARE.insert(1, "whitenoise.middleware.WhiteNoiseMiddleware")
 
 ROOT_URLCONF = "beluga_project.urls"
 
@@ -106,6 +111,7 @@ if CELERY_BROKER_URL.startswith("filesystem://"):
         "processed_folder": str(_broker_dir / "processed"),
         "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        "polling_interval": 0.5,  # seconds between looks at the queue folder
     }
     for _folder in ("queue", "processed", "control"):
         (_broker_dir / _folder).mkdir(parents=True, exist_ok=True)
