@@ -202,8 +202,12 @@ def test_a_timer_due_while_every_worker_was_down_fires_after_they_restart(cluste
     # No beat: only the sweep a worker runs when it starts can bring the runs back.
     cluster.start_workers(2)
     ids = cluster.start("celery_tests.sleeper", [{"seconds": 2}] * 5, id_prefix="down")
-    wait_for(lambda: cluster.count("running", wait_kind="timer") == 5, 60,
-             "the runs to suspend on their timers")
+
+    def all_asleep():  # suspended on the timer, and no worker holds the run
+        states = [cluster.store.load(i, with_history=False) for i in ids]
+        return all(s.wait_kind == "timer" and not s.lease_owner for s in states)
+
+    wait_for(all_asleep, 60, "the runs to suspend on their timers")
     cluster.kill_workers()
     # The countdown hints died with the workers (unacknowledged); drop anything still queued too,
     # so nothing but the store's due times can wake the runs.
