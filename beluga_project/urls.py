@@ -1,10 +1,12 @@
-"""URLs of the example project: the admin and the workflows API."""
+"""URLs of the example project: the admin and the workflows API (with its schema and docs)."""
 
 from django.contrib import admin
-from django.urls import path
+from django.urls import include, path
 from django.views.generic import RedirectView
 
 urlpatterns = [
     path("", RedirectView.as_view(url="/admin/", permanent=False)),
     path("admin/", admin.site.urls),
+    # /api/workflows/..., /api/schema/ (OpenAPI 3) and /api/docs/ (Swagger UI).
+    path("api/", include("beluga_workflows.api.urls")),
 ]

@@ -28,6 +28,13 @@ DEFAULTS: dict[str, Any] = {
     "MAX_PAYLOAD_BYTES": 2 * 1024 * 1024,
     # Seconds between recovery sweeps (Celery beat entry / local runtime).
     "RECOVER_INTERVAL": 5.0,
+    # REST API: dotted paths to DRF permission classes for reads (list, detail, history, query)
+    # and for writes (start, signal, cancel). Every class must allow the request.
+    "API_READ_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "API_WRITE_PERMISSION_CLASSES": [
+        "rest_framework.permissions.IsAuthenticated",
+        "rest_framework.permissions.IsAdminUser",
+    ],
 }
 
 

@@ -1,0 +1,108 @@
+"""API errors: engine errors become DRF exceptions with a status code and ``{"detail", "code"}``.
+
+==============================  ======
+engine error                    status
+==============================  ======
+``WorkflowNotFoundError``       404
+``WorkflowNotRunningError``     409    (checked before its base ``InvalidInputError``)
+``WorkflowAlreadyExistsError``  409
+``ConflictError``               409    (a concurrent writer won; retrying may succeed)
+``InvalidInputError``           400
+``StoreError``                  503
+==============================  ======
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.settings import api_settings
+
+from ..errors import (
+    ConflictError,
+    InvalidInputError,
+    StoreError,
+    WorkflowAlreadyExistsError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
+
+__all__ = [
+    "BadRequest",
+    "Conflict",
+    "NotFound",
+    "ServiceUnavailable",
+    "WorkflowAPIException",
+    "api_exception_for",
+    "summarize_errors",
+]
+
+
+class WorkflowAPIException(APIException):
+    """An API error whose body is ``{"detail": message, "code": code}`` (+ ``errors``)."""
+
+    def __init__(self, detail: str, code: str | None = None, errors: dict[str, Any] | None = None):
+        code = code or self.default_code
+        body: dict[str, Any] = {"detail": " ".join(str(detail).split()), "code": code}
+        if errors:
+            body["errors"] = errors
+        super().__init__(body, code)
+
+
+class BadRequest(WorkflowAPIException):
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_detail = "The request is not valid."
+    default_code = "invalid_input"
+
+
+class NotFound(WorkflowAPIException):
+    status_code = status.HTTP_404_NOT_FOUND
+    default_detail = "No such workflow."
+    default_code = "not_found"
+
+
+class Conflict(WorkflowAPIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_detail = "The workflow is not in a state that allows this."
+    default_code = "conflict"
+
+
+class ServiceUnavailable(WorkflowAPIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_detail = "The workflow store is unavailable."
+    default_code = "provider_unavailable"
+
+
+# Most specific first: WorkflowNotRunningError is an InvalidInputError, ConflictError a StoreError.
+_MAPPING: tuple[tuple[type[WorkflowError], type[WorkflowAPIException]], ...] = (
+    (WorkflowNotFoundError, NotFound),
+    (WorkflowNotRunningError, Conflict),
+    (WorkflowAlreadyExistsError, Conflict),
+    (ConflictError, Conflict),
+    (InvalidInputError, BadRequest),
+    (StoreError, ServiceUnavailable),
+)
+
+
+def api_exception_for(error: WorkflowError) -> APIException | None:
+    """The API exception standing for an engine error, or ``None`` when it has no HTTP meaning."""
+    for error_class, api_class in _MAPPING:
+        if isinstance(error, error_class):
+            return api_class(str(error) or api_class.default_detail, error.code)
+    return None
+
+
+def summarize_errors(errors: Any) -> str:
+    """One line naming each invalid field of a serializer's ``errors``."""
+    if isinstance(errors, dict):
+        return "; ".join(
+            summarize_errors(value) if field == api_settings.NON_FIELD_ERRORS_KEY
+            else f"{field}: {summarize_errors(value)}"
+            for field, value in errors.items()
+        )
+    if isinstance(errors, list):
+        return " ".join(summarize_errors(item) for item in errors)
+    return str(errors)

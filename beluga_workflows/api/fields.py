@@ -1,0 +1,149 @@
+"""Fields of the API's serializers, and how the OpenAPI schema describes each.
+
+Request fields take JSON as sent (a number is not a string, an empty query value is not a
+missing one), so the schema's types are what the API enforces; what a valid workflow id, type
+or timeout is stays the executor's to decide, the schema only describes it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.utils import extend_schema_field
+from rest_framework import serializers
+
+from ..executor import MAX_ID_LENGTH
+from ..registry import registered_workflows
+
+__all__ = [
+    "MAX_TIMEOUT_SECONDS",
+    "SIGNAL_NAME_PATTERN",
+    "WORKFLOW_ID_PATTERN",
+    "AnyJSONField",
+    "ErrorInfoField",
+    "FilterTextField",
+    "QueryIntegerField",
+    "SecondsField",
+    "TextField",
+    "WorkflowIdField",
+    "WorkflowTypeField",
+]
+
+# The control characters ids may not hold, and the rest of what ``str.strip`` removes.
+_SPACE = r" \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+_CONTROL = r"\x00-\x1f\x7f"
+_INNER, _EDGE, _EDGE_NO_DOT = f"[^{_CONTROL}]", f"[^{_SPACE}{_CONTROL}]", f"[^{_SPACE}{_CONTROL}.]"
+# What ``validate_workflow_id`` accepts (length aside), as a JSON Schema pattern: no control
+# characters, no surrounding whitespace, not "." or "..". No look-arounds, so fuzzers can use it.
+WORKFLOW_ID_PATTERN = (
+    rf"^(?:{_EDGE_NO_DOT}|{_EDGE_NO_DOT}{_EDGE}|\.{_EDGE_NO_DOT}|{_EDGE}{_INNER}+{_EDGE})$"
+)
+# A signal name: not only whitespace, and no NUL (which text columns cannot hold).
+SIGNAL_NAME_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}\t\n\x0b\x0c\r\x1c-\x1f][^\x00]*$"
+# Longest workflow timeout the API takes (100 years): later deadlines cannot be represented.
+MAX_TIMEOUT_SECONDS = 100 * 365 * 24 * 3600
+
+
+class TextField(serializers.CharField):
+    """A JSON string, taken as given: numbers are not turned into text, whitespace is kept."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("trim_whitespace", False)
+        super().__init__(**kwargs)
+
+    def to_internal_value(self, data: Any) -> str:
+        if not isinstance(data, str):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SecondsField(serializers.FloatField):
+    """A JSON number of seconds (not a string, not a boolean)."""
+
+    def to_internal_value(self, data: Any) -> float:
+        if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class SecondsFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = SecondsField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "number", "format": "double", "minimum": 0,
+                                  "exclusiveMinimum": True}
+        if self.target.max_value is not None:
+            schema["maximum"] = self.target.max_value
+        return schema
+
+
+class QueryIntegerField(serializers.IntegerField):
+    """A whole number in the query string, in digits: ``?limit=`` and ``?limit=2.0`` are refused."""
+
+    def get_value(self, dictionary: Any) -> Any:
+        return dictionary.get(self.field_name, serializers.empty)
+
+    def to_internal_value(self, data: Any) -> int:
+        if isinstance(data, str) and not re.fullmatch(r"-?[0-9]+", data):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+@extend_schema_field({"type": "string", "pattern": r"^[^\x00]+$"})
+class FilterTextField(serializers.CharField):
+    """Text in a query string; like every DRF text field it refuses NUL, as the schema says."""
+
+
+class WorkflowIdField(TextField):
+    """A workflow id. The executor judges it (and says what is wrong); the schema describes it."""
+
+
+class WorkflowIdFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = WorkflowIdField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
+                "pattern": WORKFLOW_ID_PATTERN}
+
+
+class WorkflowTypeField(TextField):
+    """A registered workflow name; the schema lists the names registered when it is served."""
+
+
+class WorkflowTypeFieldExtension(OpenApiSerializerFieldExtension):
+    target_class = WorkflowTypeField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255}
+        names = registered_workflows()
+        if names:
+            schema["enum"] = names
+        return schema
+
+
+class AnyJSONField(serializers.JSONField):
+    """Any JSON value, ``null`` included."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        super().__init__(**kwargs)
+
+
+class ErrorInfoSerializer(serializers.Serializer):
+    """How a run or an activity failed."""
+
+    type = serializers.CharField(help_text="The exception's class name.")
+    message = serializers.CharField(allow_blank=True)
+    traceback = serializers.CharField(allow_blank=True, required=False)
+
+
+@extend_schema_field(ErrorInfoSerializer(allow_null=True))
+class ErrorInfoField(serializers.JSONField):
+    """The recorded ``{"type", "message", "traceback"}`` of a failure, or ``null``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_null", True)
+        kwargs.setdefault("read_only", True)
+        super().__init__(**kwargs)

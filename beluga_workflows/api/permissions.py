@@ -1,0 +1,63 @@
+"""Who may read workflows and who may steer them through the API.
+
+Reads (list, detail, history, query) check the classes of
+``BELUGA_WORKFLOWS["API_READ_PERMISSION_CLASSES"]``; writes (start, signal, cancel) those of
+``BELUGA_WORKFLOWS["API_WRITE_PERMISSION_CLASSES"]``. Both are lists of dotted paths to DRF
+permission classes, all of which must allow the request. The defaults: any authenticated user
+reads, staff users write.
+"""
+
+from __future__ import annotations
+
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.module_loading import import_string
+from rest_framework.permissions import SAFE_METHODS, BasePermission
+
+from ..conf import workflow_settings
+
+__all__ = ["HasWorkflowModelPermission", "permissions_for"]
+
+
+def _load(setting: str) -> list[BasePermission]:
+    paths = getattr(workflow_settings, setting)
+    if isinstance(paths, str) or not isinstance(paths, (list, tuple)):
+        raise ImproperlyConfigured(f'BELUGA_WORKFLOWS["{setting}"] must be a list of dotted paths')
+    permissions = []
+    for path in paths:
+        try:
+            cls = import_string(path) if isinstance(path, str) else path
+        except ImportError as exc:
+            raise ImproperlyConfigured(
+                f'BELUGA_WORKFLOWS["{setting}"]: cannot import {path!r}: {exc}'
+            ) from exc
+        permissions.append(cls())
+    return permissions
+
+
+def permissions_for(method: str) -> list[BasePermission]:
+    """The permission objects that must all allow a request with this HTTP method."""
+    if method in SAFE_METHODS:
+        return _load("API_READ_PERMISSION_CLASSES")
+    return _load("API_WRITE_PERMISSION_CLASSES")
+
+
+class HasWorkflowModelPermission(BasePermission):
+    """Writes need the admin's model permission for the action.
+
+    ``beluga_workflows.start_workflow``, ``signal_workflow`` or ``cancel_workflow``, so the
+    API and the admin grant the same people the same actions. Reads are allowed to anyone the
+    other classes let in. Use it in ``API_WRITE_PERMISSION_CLASSES`` instead of ``IsAdminUser``.
+    """
+
+    message = "You do not have the permission to {action} workflows."
+
+    def has_permission(self, request, view) -> bool:
+        if request.method in SAFE_METHODS:
+            return True
+        action = getattr(view, "workflow_action", None)
+        if not action:
+            return False
+        self.message = HasWorkflowModelPermission.message.format(action=action)
+        user = request.user
+        return bool(user and user.is_authenticated
+                    and user.has_perm(f"beluga_workflows.{action}_workflow"))

@@ -1,0 +1,40 @@
+"""URLs of the REST API; mount them with ``path("api/", include("beluga_workflows.api.urls"))``.
+
+Workflow ids are captured with a ``path`` converter, so ids containing ``/`` work: each route
+ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
+(``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``).
+
+The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
+"""
+
+from django.urls import path, register_converter
+from django.urls.converters import PathConverter
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+
+from . import views
+
+
+class WorkflowIdConverter(PathConverter):
+    """Django's ``path`` converter, newlines included: every id, even one ``execute`` refuses,
+    reaches a view, which answers 404 in JSON rather than the site's HTML page."""
+
+    regex = r"[\s\S]+"
+
+
+register_converter(WorkflowIdConverter, "beluga_workflow_id")
+
+app_name = views.URL_NAMESPACE
+
+ID = "workflows/<beluga_workflow_id:workflow_id>"
+
+urlpatterns = [
+    path("workflows/", views.WorkflowListView.as_view(), name="workflow-list"),
+    # Query first: its type is one segment, so "a/query/history/" is the "history" query of "a".
+    path(f"{ID}/query/<str:query_type>/", views.WorkflowQueryView.as_view(), name="workflow-query"),
+    path(f"{ID}/history/", views.WorkflowHistoryView.as_view(), name="workflow-history"),
+    path(f"{ID}/signal/", views.WorkflowSignalView.as_view(), name="workflow-signal"),
+    path(f"{ID}/cancel/", views.WorkflowCancelView.as_view(), name="workflow-cancel"),
+    path(f"{ID}/", views.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path("schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
+]

@@ -1,0 +1,341 @@
+"""Views of the REST API: parse the request, call the executor, present the answer.
+
+Each operation (start, signal, cancel, query, ...) is the executor's; a view only turns HTTP into
+its arguments and its result or ``WorkflowError`` into HTTP (see ``exceptions``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.urls import reverse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import status
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.serializers import Serializer
+from rest_framework.utils.urls import remove_query_param, replace_query_param
+from rest_framework.views import APIView
+
+from ..errors import InvalidInputError, WorkflowError
+from ..executor import MAX_ID_LENGTH, WorkflowExecutor, get_executor, validate_workflow_id
+from ..types import Signal, WorkflowFilter, WorkflowOptions
+from .exceptions import BadRequest, NotFound, api_exception_for, summarize_errors
+from .fields import WORKFLOW_ID_PATTERN
+from .permissions import permissions_for
+from .routing import choose_reading
+from .serializers import (
+    ErrorSerializer,
+    HistoryEventSerializer,
+    HistoryPageSerializer,
+    HistoryQuerySerializer,
+    ListQuerySerializer,
+    QueryResultSerializer,
+    SignalAcceptedSerializer,
+    SignalRequestSerializer,
+    StartWorkflowSerializer,
+    WorkflowPageSerializer,
+    WorkflowSerializer,
+)
+
+__all__ = [
+    "WorkflowCancelView",
+    "WorkflowDetailView",
+    "WorkflowHistoryView",
+    "WorkflowListView",
+    "WorkflowQueryView",
+    "WorkflowSignalView",
+]
+
+URL_NAMESPACE = "beluga_workflows_api"
+
+WORKFLOW_ID = OpenApiParameter(
+    "workflow_id",
+    {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH, "pattern": WORKFLOW_ID_PATTERN},
+    OpenApiParameter.PATH,
+    description="The workflow id. It may contain `/`, spaces and any unicode; percent-encode "
+                "what a URL path cannot hold (`%`, `?`, `#`, spaces).",
+    examples=[OpenApiExample("order", value="order-123")],
+)
+QUERY_TYPE = OpenApiParameter(
+    "query_type", OpenApiTypes.STR, OpenApiParameter.PATH,
+    description="`status`, `result`, `history`, or a query handler the workflow sets.",
+)
+_DESCRIPTIONS = {
+    200: "OK.",
+    201: "Started: the run is recorded and scheduled.",
+    202: "Accepted.",
+    400: "The request is not valid; `detail` says why (and `errors` names the fields).",
+    401: "No valid credentials were given.",
+    403: "These credentials do not allow this.",
+    404: "No workflow with that id.",
+    409: "Conflict: the id's run is still open (start) or has ended (signal, cancel).",
+    503: "The workflow store is unavailable; retry later.",
+}
+
+
+def _responses(**codes: Any) -> dict[int, OpenApiResponse]:
+    """The documented answers: ``r200=Serializer`` etc., plus 401, 403 and 503 everywhere."""
+    responses = {int(code[1:]): serializer for code, serializer in codes.items()}
+    for code in (401, 403, 503):
+        responses[code] = ErrorSerializer
+    return {code: OpenApiResponse(serializer, description=_DESCRIPTIONS[code])
+            for code, serializer in sorted(responses.items())}
+
+
+class WorkflowAPIView(APIView):
+    """What every workflow view shares: permissions, 401 challenges, engine errors, id routing.
+
+    Attributes:
+        operation: this view's name in ``routing`` ("detail", "history", ...).
+        workflow_action: what a write does ("start", "signal", "cancel"), for permission classes.
+    """
+
+    operation = ""
+    workflow_action: str | None = None
+    parser_classes = [JSONParser]  # JSON in: inputs and payloads are JSON values
+
+    def dispatch(self, request, *args: Any, **kwargs: Any):
+        # An id may contain "/", so the route Django matched may not be the one meant: see routing.
+        if "workflow_id" in kwargs:
+            reading = choose_reading(self.operation, kwargs, request.method)
+            if reading.operation != self.operation:
+                return VIEWS[reading.operation].as_view()(request, **reading.kwargs)
+            kwargs = reading.kwargs
+        return super().dispatch(request, *args, **kwargs)
+
+    def get_permissions(self):
+        return permissions_for(self.request.method)
+
+    def get_authenticate_header(self, request: Request) -> str | None:
+        # Answer 401 with a challenge when any authenticator can give one (DRF asks only the
+        # first, and SessionAuthentication has none), 403 otherwise.
+        for authenticator in self.get_authenticators():
+            header = authenticator.authenticate_header(request)
+            if header:
+                return header
+        return None
+
+    def handle_exception(self, exc: Exception) -> Response:
+        if isinstance(exc, WorkflowError):
+            exc = api_exception_for(exc) or exc
+        return super().handle_exception(exc)
+
+    # -- helpers for subclasses -----------------------------------------------------------------
+
+    @property
+    def executor(self) -> WorkflowExecutor:
+        return get_executor()
+
+    @staticmethod
+    def parse(serializer_class: type[Serializer], data: Any) -> dict[str, Any]:
+        """Validated data, or a 400 naming each invalid field."""
+        serializer = serializer_class(data=data)
+        if not serializer.is_valid():
+            raise BadRequest(summarize_errors(serializer.errors), errors=serializer.errors)
+        return serializer.validated_data
+
+    @staticmethod
+    def workflow_id(kwargs: dict[str, Any]) -> str:
+        """The URL's workflow id; one no workflow can have is a 404."""
+        workflow_id = kwargs["workflow_id"]
+        try:
+            return validate_workflow_id(workflow_id)
+        except InvalidInputError as exc:
+            raise NotFound(f"no workflow can have the id {workflow_id!r}: {exc}") from None
+
+
+class WorkflowListView(WorkflowAPIView):
+    """``/workflows/``: list runs, start a run."""
+
+    operation = "list"
+    workflow_action = "start"
+
+    @extend_schema(
+        operation_id="workflows_list",
+        summary="List workflows",
+        description="The latest run of each workflow id, newest first, a page at a time.",
+        parameters=[ListQuerySerializer],
+        responses=_responses(r200=WorkflowPageSerializer, r400=ErrorSerializer),
+        tags=["workflows"],
+    )
+    def get(self, request: Request) -> Response:
+        params = self.parse(ListQuerySerializer, request.query_params)
+        limit, offset = params["limit"], params["offset"]
+        workflow_filter = WorkflowFilter(
+            status=params.get("status"), workflow_type=params.get("workflow_type") or None,
+            limit=limit, offset=offset,
+        )
+        store = self.executor.store
+        states = store.list(workflow_filter)
+        count = store.count(workflow_filter)
+        url = request.build_absolute_uri()
+        next_url = (replace_query_param(url, "offset", offset + limit)
+                    if offset + limit < count else None)
+        previous_url = None
+        if offset > 0:
+            previous_url = (replace_query_param(url, "offset", offset - limit)
+                            if offset - limit > 0 else remove_query_param(url, "offset"))
+        return Response({
+            "count": count,
+            "next": next_url,
+            "previous": previous_url,
+            "results": WorkflowSerializer(states, many=True).data,
+        })
+
+    @extend_schema(
+        operation_id="workflows_start",
+        summary="Start a workflow",
+        description="Record a new run and schedule it; answers at once, without waiting for it.",
+        request=StartWorkflowSerializer,
+        responses=_responses(r201=WorkflowSerializer, r400=ErrorSerializer, r409=ErrorSerializer),
+        examples=[OpenApiExample(
+            "hello", request_only=True,
+            value={"workflow_type": "demo.hello", "id": "hello/ann", "input": "Ann",
+                   "timeout": 60},
+        )],
+        tags=["workflows"],
+    )
+    def post(self, request: Request) -> Response:
+        data = self.parse(StartWorkflowSerializer, request.data)
+        handle = self.executor.execute(
+            data["workflow_type"],
+            WorkflowOptions(id=data.get("id"), input=data.get("input"),
+                            timeout=data.get("timeout")),
+        )
+        state = handle.state()
+        location = reverse(f"{URL_NAMESPACE}:workflow-detail",
+                           kwargs={"workflow_id": handle.id})
+        return Response(WorkflowSerializer(state).data, status=status.HTTP_201_CREATED,
+                        headers={"Location": location})
+
+
+class WorkflowDetailView(WorkflowAPIView):
+    """``/workflows/{id}/``: one workflow."""
+
+    operation = "detail"
+
+    @extend_schema(
+        operation_id="workflows_retrieve",
+        summary="Show a workflow",
+        parameters=[WORKFLOW_ID],
+        responses=_responses(r200=WorkflowSerializer, r404=ErrorSerializer),
+        tags=["workflows"],
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        handle = self.executor.get_handle(self.workflow_id(self.kwargs))
+        return Response(WorkflowSerializer(handle.state()).data)
+
+
+class WorkflowHistoryView(WorkflowAPIView):
+    """``/workflows/{id}/history/``: the run's events in order, paginated by sequence number."""
+
+    operation = "history"
+
+    @extend_schema(
+        operation_id="workflows_history",
+        summary="A workflow's history",
+        description="The latest run's events in order. Follow `next` (or pass `after` = the last "
+                    "`id` you have) for the following page.",
+        parameters=[WORKFLOW_ID, HistoryQuerySerializer],
+        responses=_responses(r200=HistoryPageSerializer, r400=ErrorSerializer,
+                             r404=ErrorSerializer),
+        tags=["workflows"],
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        handle = self.executor.get_handle(self.workflow_id(self.kwargs))
+        params = self.parse(HistoryQuerySerializer, request.query_params)
+        limit = params["limit"]
+        # One event more than the page tells whether a next page exists.
+        events = self.executor.store.history(handle.id, after=params["after"], limit=limit + 1)
+        next_url = None
+        if len(events) > limit:
+            events = events[:limit]
+            next_url = replace_query_param(request.build_absolute_uri(), "after", events[-1].id)
+        return Response({
+            "workflow_id": handle.id,
+            "run_id": handle.run_id,
+            "next": next_url,
+            "results": HistoryEventSerializer(events, many=True).data,
+        })
+
+
+class WorkflowSignalView(WorkflowAPIView):
+    """``/workflows/{id}/signal/``: send a signal to the open run."""
+
+    operation = "signal"
+    workflow_action = "signal"
+
+    @extend_schema(
+        operation_id="workflows_signal",
+        summary="Signal a workflow",
+        description="Put a signal in the run's inbox. Once accepted (202) it is never lost and "
+                    "is received once, in order with other signals of its name.",
+        parameters=[WORKFLOW_ID],
+        request=SignalRequestSerializer,
+        responses=_responses(r202=SignalAcceptedSerializer, r400=ErrorSerializer,
+                             r404=ErrorSerializer, r409=ErrorSerializer),
+        examples=[OpenApiExample("approval", request_only=True,
+                                 value={"name": "approval", "payload": {"by": "ann"}})],
+        tags=["workflows"],
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow_id = self.workflow_id(self.kwargs)
+        data = self.parse(SignalRequestSerializer, request.data)
+        sender = f"api:{request.user.get_username()}" if request.user.is_authenticated else "api"
+        accepted = self.executor.signal(
+            workflow_id, Signal(name=data["name"], payload=data.get("payload"), sender_id=sender)
+        )
+        body = {"workflow_id": workflow_id, **accepted.to_dict()}
+        return Response(SignalAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkflowCancelView(WorkflowAPIView):
+    """``/workflows/{id}/cancel/``: request cancellation of the open run."""
+
+    operation = "cancel"
+    workflow_action = "cancel"
+
+    @extend_schema(
+        operation_id="workflows_cancel",
+        summary="Cancel a workflow",
+        description="Request cancellation: the workflow's next step raises a cancel error it may "
+                    "clean up after. Answers with the workflow as it is now.",
+        parameters=[WORKFLOW_ID],
+        request=None,
+        responses=_responses(r202=WorkflowSerializer, r404=ErrorSerializer,
+                             r409=ErrorSerializer),
+        tags=["workflows"],
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow_id = self.workflow_id(self.kwargs)
+        self.executor.cancel(workflow_id)
+        state = self.executor.get_handle(workflow_id).state()
+        return Response(WorkflowSerializer(state).data, status=status.HTTP_202_ACCEPTED)
+
+
+class WorkflowQueryView(WorkflowAPIView):
+    """``/workflows/{id}/query/{query_type}/``: ask the run a question."""
+
+    operation = "query"
+
+    @extend_schema(
+        operation_id="workflows_query",
+        summary="Query a workflow",
+        parameters=[WORKFLOW_ID, QUERY_TYPE],
+        responses=_responses(r200=QueryResultSerializer, r400=ErrorSerializer,
+                             r404=ErrorSerializer),
+        tags=["workflows"],
+    )
+    def get(self, request: Request, workflow_id: str, query_type: str) -> Response:
+        answer = self.executor.query(self.workflow_id(self.kwargs), query_type)
+        return Response(QueryResultSerializer({"result": answer}).data)
+
+
+VIEWS: dict[str, type[WorkflowAPIView]] = {
+    view.operation: view
+    for view in (WorkflowListView, WorkflowDetailView, WorkflowHistoryView, WorkflowSignalView,
+                 WorkflowCancelView, WorkflowQueryView)
+}

@@ -1,0 +1,31 @@
+"""Workflows the API tests run (names unique to this package)."""
+
+from beluga_workflows import WorkflowContext, workflow
+
+
+@workflow(name="tests.api.approval")
+def approval(ctx: WorkflowContext, data=None):
+    """Waits for an "approval" signal; answers the "stage" query meanwhile."""
+    stage = {"value": "waiting"}
+    ctx.set_query_handler("stage", lambda: stage["value"])
+    decision = ctx.receive_signal("approval")
+    stage["value"] = "approved"
+    return {"input": data, "approval": decision}
+
+
+@workflow(name="tests.api.echo")
+def echo(ctx: WorkflowContext, data=None):
+    return data
+
+
+@workflow(name="tests.api.fail")
+def fail(ctx: WorkflowContext, data=None):
+    raise ValueError("boom")
+
+
+@workflow(name="tests.api.steps")
+def steps(ctx: WorkflowContext, count: int = 0):
+    """Records ``count`` side effects: a history of ``count + 2`` events."""
+    for i in range(count):
+        ctx.side_effect(lambda i=i: i)
+    return count
