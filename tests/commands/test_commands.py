@@ -116,6 +116,7 @@ def ended_run() -> str:
 @pytest.fixture
 def open_run() -> str:
     run("workflows_start", "tests.commands.approval", "--id", "open")
+    waiting_for_signal("open")  # settled: nothing but a command can change it now
     return "open"
 
 
