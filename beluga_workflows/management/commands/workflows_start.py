@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shlex
+
 from django.core.management.base import CommandError
 
 from beluga_workflows.api.fields import MAX_TIMEOUT_SECONDS
@@ -68,6 +70,6 @@ class Command(WorkflowCommand):
         except TimeoutError:
             raise CommandError(
                 f"workflow {handle.id!r} is still running after {wait_limit:g} s; it goes on "
-                f"(see: manage.py workflows_show {handle.id!r})"
+                f"(see: manage.py workflows_show {shlex.quote(handle.id)})"
             ) from None
         self.stdout.write(self.dumps(result))
