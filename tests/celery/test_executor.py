@@ -18,15 +18,7 @@ from beluga_workflows.clock import VirtualClock
 from beluga_workflows.runtimes.celery import RUN_TASK, CeleryExecutor
 from beluga_workflows.stores.memory import MemoryStore
 
-QUEUE = "beluga-unit"
-memory_app = Celery("beluga-unit-tests", broker="memory://", set_as_current=False)
-memory_app.conf.update(task_default_queue=QUEUE, broker_connection_retry_on_startup=True)
-
-MEMORY_CELERY = {
-    "STORE": {"BACKEND": "memory", "OPTIONS": {}},
-    "EXECUTOR": {"BACKEND": "celery", "OPTIONS": {"app": "tests.celery.test_executor.memory_app"}},
-    "HOOKS": [],
-}
+from .memory_broker import MEMORY_CELERY, QUEUE, drain, memory_app
 
 
 @workflow(name="celery_unit.greet")
@@ -48,21 +40,6 @@ def boom(ctx: WorkflowContext, data=None) -> None:
 @workflow(name="celery_unit.wait")
 def wait_for_go(ctx: WorkflowContext, data=None):
     return ctx.receive_signal("go")
-
-
-def drain(queue: str = QUEUE) -> list:
-    """Every message waiting in ``queue`` (removed from it)."""
-    messages = []
-    with memory_app.connection_for_read() as conn:
-        simple = conn.SimpleQueue(queue, no_ack=True)
-        try:
-            while True:
-                messages.append(simple.get(block=False))
-        except simple.Empty:
-            pass
-        finally:
-            simple.close()
-    return messages
 
 
 def sent(queue: str = QUEUE) -> list[tuple[str, str, str | None]]:

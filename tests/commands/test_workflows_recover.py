@@ -12,7 +12,7 @@ from django.test import override_settings
 from beluga_workflows import WorkflowContext, WorkflowOptions, workflow
 from beluga_workflows.executor import WorkflowExecutor, get_executor
 from beluga_workflows.management.commands.workflows_recover import Command
-from tests.celery.test_executor import MEMORY_CELERY, drain
+from tests.celery.memory_broker import MEMORY_CELERY, drain
 
 MEMORY_LOCAL = {
     "STORE": {"BACKEND": "memory", "OPTIONS": {}},
