@@ -53,7 +53,7 @@ def test_200_workflows_of_10_activities_run_exactly_once_on_2_workers(cluster):
 def test_kill_9_of_every_worker_at_random_moments_loses_nothing_and_repeats_no_recorded_step(
         cluster, rng):
     # Short leases, and lost messages (prefetched by a killed worker) re-sent after 3 s.
-    cluster.configure(BELUGA_LEASE_SECONDS=2, BELUGA_TEST_SWEEP_GRACE=3)
+    cluster.configure(BELUGA_LEASE_SECONDS=3, BELUGA_TEST_SWEEP_GRACE=3)
     cluster.start_beat()
     cluster.start_workers(2)
     started = time.monotonic()
