@@ -395,4 +395,12 @@ def query_workflow(config: RunnerConfig, state: WorkflowState, query_type: str) 
             f"it answers: {known}",
             workflow_id=state.workflow_id,
         )
-    return to_json_value(handler(), f"answer to query {query_type!r}", max_bytes=config.max_payload)
+    try:
+        answer = handler()
+    except Exception as exc:
+        raise InvalidInputError(
+            f"query {query_type!r} of workflow {state.workflow_id!r} could not be answered: "
+            f"its handler raised {type(exc).__name__}: {exc}",
+            workflow_id=state.workflow_id, code="query_failed",
+        ) from exc
+    return to_json_value(answer, f"answer to query {query_type!r}", max_bytes=config.max_payload)

@@ -27,6 +27,10 @@ __all__ = [
 ]
 
 
+# Longer durations overflow datetime arithmetic; nothing sensible waits longer.
+MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600.0
+
+
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
@@ -52,6 +56,8 @@ def to_seconds(value: timedelta | int | float | None, what: str = "duration") ->
         raise InvalidInputError(f"{what} must be a finite number of seconds")
     if seconds < 0:
         raise InvalidInputError(f"{what} must not be negative (got {seconds:g} s)")
+    if seconds > MAX_DURATION_SECONDS:
+        raise InvalidInputError(f"{what} must be at most 100 years (got {seconds:g} s)")
     return seconds
 
 

@@ -231,3 +231,11 @@ def test_bad_options_object_is_refused(env):
     with pytest.raises(InvalidInputError):
         env.execute(wait, WorkflowOptions(queue=""))
     assert ids_in(env.store) == []
+
+
+def test_absurdly_long_timeout_is_refused_not_overflowed(env):
+    from beluga_workflows import InvalidInputError, WorkflowOptions
+
+    with pytest.raises(InvalidInputError, match="at most 100 years"):
+        env.execute(wait, WorkflowOptions(id="too-long-timeout", timeout=1e300))
+    assert env.store.load("too-long-timeout") is None

@@ -92,3 +92,20 @@ def test_query_of_unknown_workflow_is_not_found(env):
         env.query(unique("missing"), "status")
     with pytest.raises(WorkflowNotFoundError):
         env.query(unique("missing"), "progress")
+
+
+@workflow(name="engine.queries.broken_handler")
+def broken_handler(ctx, _=None):
+    ctx.set_query_handler("ratio", lambda: 1 / 0)
+    return ctx.receive_signal("never")
+
+
+def test_query_handler_that_raises_is_a_clear_invalid_input_error(env):
+    key = unique("broken-query")
+    env.execute(broken_handler, WorkflowOptions(id=key))
+    env.run_until_idle()
+    with pytest.raises(InvalidInputError) as info:
+        env.query(key, "ratio")
+    assert info.value.code == "query_failed"
+    assert "ZeroDivisionError" in str(info.value)
+    assert env.query(key, "status") == "running"  # the run is untouched
