@@ -3,8 +3,8 @@
 The ``django-*`` params use the real databases of ``tests/settings.py`` (SQLite as ``default``,
 PostgreSQL as ``postgres``) in transactional mode, so threads with their own connections see each
 other's commits. Their database access is declared at collection time (pytest-django creates only
-the test databases that collected tests declare), and ``django-postgres`` is skipped with a reason
-when the PostgreSQL server cannot be reached.
+the test databases that collected tests declare). When the PostgreSQL server cannot be reached the
+run stops with the reason: a missing server is never a skipped test (``bin/test`` starts it).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ def postgres_unreachable() -> str:
             password=config.get("PASSWORD") or None, host=config.get("HOST") or None,
             port=config.get("PORT") or None, connect_timeout=3,
         ).close()
-    except Exception as exc:  # noqa: BLE001 - any failure means: skip, saying why
+    except Exception as exc:  # noqa: BLE001 - any failure: stop, saying why
         return f"PostgreSQL at {config.get('HOST')}:{config.get('PORT')} unreachable: {exc}"
     return ""
 
@@ -135,8 +135,8 @@ def pytest_collection_modifyitems(config, items):
         if alias is None:
             continue
         if alias == "postgres" and postgres_unreachable():
-            item.add_marker(pytest.mark.skip(reason=postgres_unreachable()))
-            continue
+            # Never a skip standing in for a missing server: bin/test starts PostgreSQL.
+            raise pytest.UsageError(f"{postgres_unreachable()}; run bin/test, which starts it")
         databases = {alias}
         existing = item.get_closest_marker("django_db")
         if existing is not None:

@@ -20,17 +20,15 @@ from beluga_workflows.stores.memory import MemoryStore
 from .conftest import ended, make_user, waiting
 from .support import url
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+import playwright.sync_api as playwright_api  # noqa: E402 - a dev extra; bin/test installs it
+
 expect = playwright_api.expect
 
 CHROMIUM = os.environ.get("BELUGA_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "test-artifacts" / "admin"
 TIMEOUT_MS = 15_000
 
-pytestmark = [
-    pytest.mark.skipif(not shutil.which(CHROMIUM), reason=f"no Chromium at {CHROMIUM}"),
-    pytest.mark.django_db(transaction=True),
-]
+pytestmark = [pytest.mark.django_db(transaction=True)]
 
 
 @pytest.fixture(scope="module")
@@ -40,6 +38,8 @@ def browser():
     previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
     os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    if not shutil.which(CHROMIUM):
+        pytest.fail(f"no Chromium at {CHROMIUM}: bin/test installs Debian's chromium")
     with playwright_api.sync_playwright() as pw:
         instance = pw.chromium.launch(
             executable_path=CHROMIUM, headless=True,
