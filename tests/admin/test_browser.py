@@ -11,6 +11,7 @@ import os
 import shutil
 from pathlib import Path
 
+import playwright.sync_api as playwright_api  # noqa: E402 - a dev extra; bin/test installs it
 import pytest
 
 from beluga_workflows import WorkflowOptions, WorkflowStatus
@@ -19,8 +20,6 @@ from beluga_workflows.stores.memory import MemoryStore
 
 from .conftest import ended, make_user, waiting
 from .support import url
-
-import playwright.sync_api as playwright_api  # noqa: E402 - a dev extra; bin/test installs it
 
 expect = playwright_api.expect
 
