@@ -34,6 +34,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "HUMAN_DECISIONS",
+    "NO_HUMAN_TASK",
+    "STALE_HUMAN_TASK",
     "HumanActivity",
     "HumanTask",
     "LLMActivity",
@@ -112,6 +114,9 @@ class ToolActivity(_NamedActivity):
 # -- asking a person --------------------------------------------------------------------------------
 
 HUMAN_DECISIONS = ("approve", "reject", "modify")
+# Codes of the ``InvalidInputError`` answer_human_task raises when the request is not pending.
+NO_HUMAN_TASK = "no_human_task"
+STALE_HUMAN_TASK = "stale_human_task"
 
 
 class HumanActivity(_NamedActivity):
@@ -273,8 +278,10 @@ def answer_human_task(
     Raises:
         WorkflowNotFoundError: no such workflow.
         WorkflowNotRunningError: its run has ended.
-        InvalidInputError: it waits for no (such) human task, the task was already answered, the
-            decision is not one of the task's choices, or the feedback/modified value is invalid.
+        InvalidInputError: it waits for no human task (code ``no_human_task``: the task was
+            answered or timed out), it waits for another one than ``request_id`` (code
+            ``stale_human_task``), the decision is not one of the task's choices, or the
+            feedback/modified value is invalid.
     """
     if executor is None:
         from .executor import get_executor
@@ -287,11 +294,17 @@ def answer_human_task(
         raise WorkflowNotRunningError(f"workflow {workflow_id!r} has ended ({state.status.value})",
                                       workflow_id=workflow_id)
     task = pending_human_task(state, state.history)
-    if task is None or (request_id is not None and task.request_id != request_id):
+    if task is None:
         raise InvalidInputError(
             f"workflow {workflow_id!r} has no pending human task"
             + (f" {request_id!r}" if request_id else "") + " (it was answered or timed out)",
-            workflow_id=workflow_id,
+            workflow_id=workflow_id, code=NO_HUMAN_TASK,
+        )
+    if request_id is not None and task.request_id != request_id:
+        raise InvalidInputError(
+            f"workflow {workflow_id!r} has no pending human task {request_id!r} (it was answered "
+            f"or timed out); it now waits for {task.request_id!r}",
+            workflow_id=workflow_id, code=STALE_HUMAN_TASK,
         )
     if decision not in task.choices:
         raise InvalidInputError(f"decision {decision!r} is not one of {', '.join(task.choices)}",

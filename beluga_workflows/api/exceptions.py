@@ -7,7 +7,7 @@ engine error                    status
 ``WorkflowNotRunningError``     409    (checked before its base ``InvalidInputError``)
 ``WorkflowAlreadyExistsError``  409
 ``ConflictError``               409    (a concurrent writer won; retrying may succeed)
-``InvalidInputError``           400
+``InvalidInputError``           400    (but 404 with code ``no_human_task``: nothing to answer)
 ``StoreError``                  503
 ==============================  ======
 """
@@ -20,6 +20,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
+from ..activities import NO_HUMAN_TASK
 from ..errors import (
     ConflictError,
     InvalidInputError,
@@ -87,8 +88,17 @@ _MAPPING: tuple[tuple[type[WorkflowError], type[WorkflowAPIException]], ...] = (
 )
 
 
+# Codes that name a missing resource more precisely than their class does.
+_BY_CODE: dict[str, type[WorkflowAPIException]] = {
+    NO_HUMAN_TASK: NotFound,  # answering a run that waits for no human task: no such task
+}
+
+
 def api_exception_for(error: WorkflowError) -> APIException | None:
     """The API exception standing for an engine error, or ``None`` when it has no HTTP meaning."""
+    if error.code in _BY_CODE:
+        api_class = _BY_CODE[error.code]
+        return api_class(str(error) or api_class.default_detail, error.code)
     for error_class, api_class in _MAPPING:
         if isinstance(error, error_class):
             return api_class(str(error) or api_class.default_detail, error.code)

@@ -11,9 +11,11 @@ import re
 from typing import Any
 
 from drf_spectacular.extensions import OpenApiSerializerFieldExtension
+from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..activities import HUMAN_DECISIONS
 from ..executor import MAX_ID_LENGTH
 from ..registry import registered_workflows
 
@@ -22,8 +24,10 @@ __all__ = [
     "SIGNAL_NAME_PATTERN",
     "WORKFLOW_ID_PATTERN",
     "AnyJSONField",
+    "DecisionField",
     "ErrorInfoField",
     "FilterTextField",
+    "PlainTextField",
     "QueryIntegerField",
     "SecondsField",
     "TextField",
@@ -94,6 +98,40 @@ class QueryIntegerField(serializers.IntegerField):
 @extend_schema_field({"type": "string", "pattern": r"^[^\x00]+$"})
 class FilterTextField(serializers.CharField):
     """Text in a query string; like every DRF text field it refuses NUL, as the schema says."""
+
+
+# Not "*": spectacular describes a blank-allowed pattern as oneOf [pattern, empty], and "" must
+# match exactly one of them.
+@extend_schema_field({"type": "string", "pattern": r"^[^\x00]+$"})
+class PlainTextField(TextField):
+    """Text that may be empty; like every DRF text field it refuses NUL, as the schema says."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        kwargs.setdefault("allow_blank", True)
+        super().__init__(**kwargs)
+
+
+class DecisionField(serializers.ChoiceField):
+    """A decision on a human task: ``approve``, ``reject`` or ``modify``."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(HUMAN_DECISIONS, **kwargs)
+
+
+class DecisionFieldExtension(OpenApiSerializerFieldExtension):
+    """One ``Decision`` component for an answer's decision and a task's choices (spectacular
+    would name the same enum after each field, and warn)."""
+
+    target_class = DecisionField
+
+    def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        component = ResolvedComponent(
+            name="Decision", type=ResolvedComponent.SCHEMA, object="Decision",
+            schema={"type": "string", "enum": list(HUMAN_DECISIONS),
+                    "description": "A decision on a human task."},
+        )
+        auto_schema.registry.register_on_missing(component)
+        return component.ref
 
 
 class WorkflowIdField(TextField):

@@ -1,8 +1,8 @@
 """Who may read workflows and who may steer them through the API.
 
-Reads (list, detail, history, query) check the classes of
-``BELUGA_WORKFLOWS["API_READ_PERMISSION_CLASSES"]``; writes (start, signal, cancel) those of
-``BELUGA_WORKFLOWS["API_WRITE_PERMISSION_CLASSES"]``. Both are lists of dotted paths to DRF
+Reads (list, detail, history, query, human tasks) check the classes of
+``BELUGA_WORKFLOWS["API_READ_PERMISSION_CLASSES"]``; writes (start, signal, cancel, answering a
+human task) those of ``BELUGA_WORKFLOWS["API_WRITE_PERMISSION_CLASSES"]``. Both are lists of dotted paths to DRF
 permission classes, all of which must allow the request. The defaults: any authenticated user
 reads, staff users write.
 """
@@ -44,8 +44,8 @@ def permissions_for(method: str) -> list[BasePermission]:
 class HasWorkflowModelPermission(BasePermission):
     """Writes need the admin's model permission for the action.
 
-    ``beluga_workflows.start_workflow``, ``signal_workflow`` or ``cancel_workflow``, so the
-    API and the admin grant the same people the same actions. Reads are allowed to anyone the
+    ``beluga_workflows.start_workflow``, ``signal_workflow`` (also to answer a human task) or
+    ``cancel_workflow``, so the API and the admin grant the same people the same actions. Reads are allowed to anyone the
     other classes let in. Use it in ``API_WRITE_PERMISSION_CLASSES`` instead of ``IsAdminUser``.
     """
 

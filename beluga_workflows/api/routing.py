@@ -5,15 +5,15 @@ Workflow ids may contain ``/`` (and HTTP servers decode ``%2F`` before Django se
 patterns capture the id greedily with the ``path`` converter; this module then settles which
 reading the request means:
 
-1. Only readings whose operation accepts the request's method count: ``POST .../signal/`` and
-   ``POST .../cancel/`` are always a signal or a cancel, ``GET a/signal/`` is the workflow
-   ``a/signal``.
-2. Of several readings for the method, the first (query, history, then detail) whose workflow
-   exists wins; when none exists, the first one answers (with its 404).
+1. Only readings whose operation accepts the request's method count: ``POST .../signal/``,
+   ``POST .../cancel/`` and ``POST .../human-task/`` are always a signal, a cancel or an answer;
+   ``GET a/signal/`` is the workflow ``a/signal``.
+2. Of several readings for the method, the first (query, history, human task, then detail) whose
+   workflow exists wins; when none exists, the first one answers (with its 404).
 
 So every id that ``execute`` accepts is reachable, except when two workflows both exist whose
 ids make the same URL (``a`` and ``a/history``): then ``GET .../a/history/`` is the history of
-``a``.
+``a`` (and ``GET .../a/human-task/`` the human task of ``a``, even when it waits for none).
 """
 
 from __future__ import annotations
@@ -28,18 +28,26 @@ __all__ = ["Reading", "choose_reading", "readings_of"]
 
 _GET = frozenset({"GET", "HEAD"})
 _POST = frozenset({"POST"})
+_GET_POST = _GET | _POST
 
 # (operation, pattern of the URL tail after "workflows/", methods), in priority order. The same
 # shapes as the routes in urls.py: a greedy id (newlines too), then a fixed suffix.
 _PATTERNS: tuple[tuple[str, re.Pattern[str], frozenset[str]], ...] = (
     ("query", re.compile(r"(?P<workflow_id>.+)/query/(?P<query_type>[^/]+)/", re.S), _GET),
     ("history", re.compile(r"(?P<workflow_id>.+)/history/", re.S), _GET),
+    ("human_task", re.compile(r"(?P<workflow_id>.+)/human-task/", re.S), _GET_POST),
     ("signal", re.compile(r"(?P<workflow_id>.+)/signal/", re.S), _POST),
     ("cancel", re.compile(r"(?P<workflow_id>.+)/cancel/", re.S), _POST),
     ("detail", re.compile(r"(?P<workflow_id>.+)/", re.S), _GET),
 )
 
-SUFFIXES = {"history": "history/", "signal": "signal/", "cancel": "cancel/", "detail": ""}
+SUFFIXES = {
+    "history": "history/",
+    "human_task": "human-task/",
+    "signal": "signal/",
+    "cancel": "cancel/",
+    "detail": "",
+}
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
-"""Serializers of the REST API: request bodies and query strings in, workflows and events out.
+"""Serializers of the REST API: request bodies and query strings in; workflows, events and human
+tasks out.
 
-They parse and present only; what is a valid workflow type, id, input or timeout is decided by the
-executor, whose ``InvalidInputError`` the views answer with 400.
+They parse and present only; what is a valid workflow type, id, input, timeout or answer is
+decided by the engine, whose ``InvalidInputError`` the views answer with 400.
 """
 
 from __future__ import annotations
@@ -18,8 +19,10 @@ from .fields import (
     MAX_TIMEOUT_SECONDS,
     SIGNAL_NAME_PATTERN,
     AnyJSONField,
+    DecisionField,
     ErrorInfoField,
     FilterTextField,
+    PlainTextField,
     QueryIntegerField,
     SecondsField,
     TextField,
@@ -32,6 +35,11 @@ __all__ = [
     "HistoryEventSerializer",
     "HistoryPageSerializer",
     "HistoryQuerySerializer",
+    "HumanAnswerAcceptedSerializer",
+    "HumanAnswerSerializer",
+    "HumanTaskListQuerySerializer",
+    "HumanTaskPageSerializer",
+    "HumanTaskSerializer",
     "ListQuerySerializer",
     "QueryResultSerializer",
     "SignalAcceptedSerializer",
@@ -112,6 +120,36 @@ class HistoryQuerySerializer(serializers.Serializer):
     limit = QueryIntegerField(
         required=False, default=DEFAULT_HISTORY_PAGE_SIZE, min_value=1,
         max_value=MAX_HISTORY_PAGE_SIZE, help_text="How many events per page.",
+    )
+
+
+class HumanTaskListQuerySerializer(serializers.Serializer):
+    """The query string of ``GET /human-tasks/``."""
+
+    workflow_type = FilterTextField(required=False, allow_blank=True,
+                                    help_text="Only tasks of runs of this type (empty: any).")
+    limit = QueryIntegerField(
+        required=False, default=DEFAULT_PAGE_SIZE, min_value=1, max_value=MAX_PAGE_SIZE,
+        help_text="How many tasks per page.",
+    )
+    offset = QueryIntegerField(required=False, default=0, min_value=0, max_value=MAX_POSITION,
+                               help_text="How many tasks to skip.")
+
+
+class HumanAnswerSerializer(serializers.Serializer):
+    """The body of ``POST /workflows/{id}/human-task/``: a person's answer."""
+
+    decision = DecisionField(help_text="The decision; it must be one of the task's `choices`.")
+    feedback = PlainTextField(required=False,
+                              help_text="Why, in the person's words (plain text; default empty).")
+    modified = AnyJSONField(required=False, default=None,
+                            help_text="For `modify`: the data as it should be (any JSON).")
+    request_id = TextField(
+        required=False, allow_null=True, default=None, min_length=1, max_length=255,
+        validators=[RegexValidator(r"^[^\x00]+$", "A request id must not hold NUL.")],
+        help_text="The request answered, its `request_id` as listed: when the run has moved on "
+                  "to another request the answer is refused (400). Omitted: whatever request the "
+                  "run waits for.",
     )
 
 
@@ -200,6 +238,47 @@ class SignalAcceptedSerializer(serializers.Serializer):
     payload = AnyJSONField()
     sent_at = serializers.DateTimeField(allow_null=True)
     sender_id = serializers.CharField(allow_blank=True)
+
+
+class HumanTaskSerializer(serializers.Serializer):
+    """A request of a ``HumanActivity`` waiting for a person's answer."""
+
+    workflow_id = serializers.CharField()
+    run_id = serializers.CharField()
+    workflow_type = serializers.CharField()
+    request_id = serializers.CharField(
+        help_text="Which request of the run this is (its step); send it back with the answer."
+    )
+    title = serializers.CharField(help_text="What the person is asked, one line.")
+    description = serializers.CharField(allow_blank=True, help_text="More context, plain text.")
+    choices = serializers.ListField(child=DecisionField(), help_text="The decisions offered.")
+    data = AnyJSONField(help_text="What to decide on, as the workflow gave it.")
+    asked_at = serializers.DateTimeField(help_text="When the request was recorded.")
+    due_at = serializers.DateTimeField(
+        allow_null=True,
+        help_text="When the request times out (the workflow then decides), if it has a timeout.",
+    )
+
+
+class HumanTaskPageSerializer(serializers.Serializer):
+    """A page of pending human tasks, the newest runs first."""
+
+    count = serializers.IntegerField(help_text="How many runs wait for a person, on every page.")
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = HumanTaskSerializer(many=True)
+
+
+class HumanAnswerAcceptedSerializer(serializers.Serializer):
+    """An answer the run has accepted: it resumes with it (it will not be lost)."""
+
+    workflow_id = serializers.CharField()
+    request_id = serializers.CharField(help_text="The request answered.")
+    decision = DecisionField()
+    feedback = serializers.CharField(allow_blank=True)
+    modified = AnyJSONField()
+    sent_at = serializers.DateTimeField(allow_null=True)
+    sender_id = serializers.CharField(allow_blank=True, help_text="Who answered.")
 
 
 class QueryResultSerializer(serializers.Serializer):

@@ -2,7 +2,8 @@
 
 Workflow ids are captured with a ``path`` converter, so ids containing ``/`` work: each route
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
-(``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``).
+(``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
+tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``.
 
 The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
 """
@@ -34,7 +35,9 @@ urlpatterns = [
     path(f"{ID}/history/", views.WorkflowHistoryView.as_view(), name="workflow-history"),
     path(f"{ID}/signal/", views.WorkflowSignalView.as_view(), name="workflow-signal"),
     path(f"{ID}/cancel/", views.WorkflowCancelView.as_view(), name="workflow-cancel"),
+    path(f"{ID}/human-task/", views.WorkflowHumanTaskView.as_view(), name="workflow-human-task"),
     path(f"{ID}/", views.WorkflowDetailView.as_view(), name="workflow-detail"),
+    path("human-tasks/", views.HumanTaskListView.as_view(), name="human-task-list"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
 ]

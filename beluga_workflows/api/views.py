@@ -19,9 +19,11 @@ from rest_framework.serializers import Serializer
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
+from ..activities import NO_HUMAN_TASK, answer_human_task, pending_human_task
+from ..context import HUMAN_WAIT_KIND
 from ..errors import InvalidInputError, WorkflowError
 from ..executor import MAX_ID_LENGTH, WorkflowExecutor, get_executor, validate_workflow_id
-from ..types import Signal, WorkflowFilter, WorkflowOptions
+from ..types import Signal, WorkflowFilter, WorkflowOptions, WorkflowStatus
 from .exceptions import BadRequest, NotFound, api_exception_for, summarize_errors
 from .fields import WORKFLOW_ID_PATTERN
 from .permissions import permissions_for
@@ -31,6 +33,11 @@ from .serializers import (
     HistoryEventSerializer,
     HistoryPageSerializer,
     HistoryQuerySerializer,
+    HumanAnswerAcceptedSerializer,
+    HumanAnswerSerializer,
+    HumanTaskListQuerySerializer,
+    HumanTaskPageSerializer,
+    HumanTaskSerializer,
     ListQuerySerializer,
     QueryResultSerializer,
     SignalAcceptedSerializer,
@@ -41,9 +48,11 @@ from .serializers import (
 )
 
 __all__ = [
+    "HumanTaskListView",
     "WorkflowCancelView",
     "WorkflowDetailView",
     "WorkflowHistoryView",
+    "WorkflowHumanTaskView",
     "WorkflowListView",
     "WorkflowQueryView",
     "WorkflowSignalView",
@@ -58,6 +67,11 @@ WORKFLOW_ID = OpenApiParameter(
     description="The workflow id. It may contain `/`, spaces and any unicode; percent-encode "
                 "what a URL path cannot hold (`%`, `?`, `#`, spaces).",
     examples=[OpenApiExample("order", value="order-123")],
+)
+# The same parameter with an example run that asks a person (so the docs show a task).
+HUMAN_TASK_WORKFLOW_ID = OpenApiParameter(
+    WORKFLOW_ID.name, WORKFLOW_ID.type, WORKFLOW_ID.location, description=WORKFLOW_ID.description,
+    examples=[OpenApiExample("review", value="review-123")],
 )
 QUERY_TYPE = OpenApiParameter(
     "query_type", OpenApiTypes.STR, OpenApiParameter.PATH,
@@ -76,13 +90,38 @@ _DESCRIPTIONS = {
 }
 
 
+_HUMAN_TASK_404 = OpenApiResponse(
+    ErrorSerializer, description="No workflow with that id, or its run waits for no human task "
+                                 "(it was answered or timed out; code `no_human_task`).",
+)
+
+
 def _responses(**codes: Any) -> dict[int, OpenApiResponse]:
-    """The documented answers: ``r200=Serializer`` etc., plus 401, 403 and 503 everywhere."""
+    """The documented answers: ``r200=Serializer`` (or an ``OpenApiResponse``) etc., plus 401,
+    403 and 503 everywhere."""
     responses = {int(code[1:]): serializer for code, serializer in codes.items()}
     for code in (401, 403, 503):
         responses[code] = ErrorSerializer
-    return {code: OpenApiResponse(serializer, description=_DESCRIPTIONS[code])
+    return {code: (serializer if isinstance(serializer, OpenApiResponse)
+                   else OpenApiResponse(serializer, description=_DESCRIPTIONS[code]))
             for code, serializer in sorted(responses.items())}
+
+
+def _page_links(request: Request, offset: int, limit: int, count: int
+                ) -> tuple[str | None, str | None]:
+    """The ``next`` and ``previous`` URLs of an offset page of ``count`` items."""
+    url = request.build_absolute_uri()
+    next_url = replace_query_param(url, "offset", offset + limit) if offset + limit < count else None
+    previous_url = None
+    if offset > 0:
+        previous_url = (replace_query_param(url, "offset", offset - limit)
+                        if offset - limit > 0 else remove_query_param(url, "offset"))
+    return next_url, previous_url
+
+
+def _sender(request: Request) -> str:
+    """Who sends a signal or an answer, as recorded with it."""
+    return f"api:{request.user.get_username()}" if request.user.is_authenticated else "api"
 
 
 class WorkflowAPIView(APIView):
@@ -171,13 +210,7 @@ class WorkflowListView(WorkflowAPIView):
         store = self.executor.store
         states = store.list(workflow_filter)
         count = store.count(workflow_filter)
-        url = request.build_absolute_uri()
-        next_url = (replace_query_param(url, "offset", offset + limit)
-                    if offset + limit < count else None)
-        previous_url = None
-        if offset > 0:
-            previous_url = (replace_query_param(url, "offset", offset - limit)
-                            if offset - limit > 0 else remove_query_param(url, "offset"))
+        next_url, previous_url = _page_links(request, offset, limit, count)
         return Response({
             "count": count,
             "next": next_url,
@@ -284,9 +317,9 @@ class WorkflowSignalView(WorkflowAPIView):
     def post(self, request: Request, workflow_id: str) -> Response:
         workflow_id = self.workflow_id(self.kwargs)
         data = self.parse(SignalRequestSerializer, request.data)
-        sender = f"api:{request.user.get_username()}" if request.user.is_authenticated else "api"
         accepted = self.executor.signal(
-            workflow_id, Signal(name=data["name"], payload=data.get("payload"), sender_id=sender)
+            workflow_id,
+            Signal(name=data["name"], payload=data.get("payload"), sender_id=_sender(request)),
         )
         body = {"workflow_id": workflow_id, **accepted.to_dict()}
         return Response(SignalAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
@@ -334,8 +367,104 @@ class WorkflowQueryView(WorkflowAPIView):
         return Response(QueryResultSerializer({"result": answer}).data)
 
 
+class HumanTaskListView(WorkflowAPIView):
+    """``/human-tasks/``: the ``HumanActivity`` requests waiting for a person."""
+
+    operation = "human_task_list"
+
+    @extend_schema(
+        operation_id="human_tasks_list",
+        summary="List pending human tasks",
+        description="The requests of `HumanActivity` steps waiting for a person's answer, one per "
+                    "waiting run, the newest runs first, a page at a time. A task answered while "
+                    "the page is read is left out of it.",
+        parameters=[HumanTaskListQuerySerializer],
+        responses=_responses(r200=HumanTaskPageSerializer, r400=ErrorSerializer),
+        tags=["human tasks"],
+    )
+    def get(self, request: Request) -> Response:
+        params = self.parse(HumanTaskListQuerySerializer, request.query_params)
+        limit, offset = params["limit"], params["offset"]
+        waiting = WorkflowFilter(
+            status=WorkflowStatus.RUNNING, wait_kind=HUMAN_WAIT_KIND,
+            workflow_type=params.get("workflow_type") or None, limit=limit, offset=offset,
+        )
+        store = self.executor.store
+        states = store.list(waiting)
+        count = store.count(waiting)
+        tasks = [task for state in states
+                 if (task := pending_human_task(state, store.history(state.workflow_id)))]
+        next_url, previous_url = _page_links(request, offset, limit, count)
+        return Response({
+            "count": count,
+            "next": next_url,
+            "previous": previous_url,
+            "results": HumanTaskSerializer(tasks, many=True).data,
+        })
+
+
+class WorkflowHumanTaskView(WorkflowAPIView):
+    """``/workflows/{id}/human-task/``: the request the run waits for; answer it."""
+
+    operation = "human_task"
+    workflow_action = "signal"  # an answer is a signal: the same permission as the admin's
+
+    @extend_schema(
+        operation_id="workflows_human_task",
+        summary="A workflow's pending human task",
+        description="The `HumanActivity` request the run waits for a person to answer.",
+        parameters=[HUMAN_TASK_WORKFLOW_ID],
+        responses=_responses(r200=HumanTaskSerializer, r404=_HUMAN_TASK_404),
+        tags=["human tasks"],
+    )
+    def get(self, request: Request, workflow_id: str) -> Response:
+        workflow_id = self.workflow_id(self.kwargs)
+        state = self.executor.store.load(workflow_id)
+        if state is None:
+            raise NotFound(f"no workflow with id {workflow_id!r}")
+        task = pending_human_task(state, state.history)
+        if task is None:
+            raise NotFound(f"workflow {workflow_id!r} waits for no human task "
+                           f"({state.status.value})", code=NO_HUMAN_TASK)
+        return Response(HumanTaskSerializer(task).data)
+
+    @extend_schema(
+        operation_id="workflows_answer_human_task",
+        summary="Answer a workflow's human task",
+        description="Answer the request the run waits for; the workflow resumes with "
+                    "`{\"decision\", \"feedback\", \"modified\"}`. Once accepted (202) the answer "
+                    "is never lost. Pass the task's `request_id` so an answer to a request the "
+                    "run has moved on from is refused.",
+        parameters=[HUMAN_TASK_WORKFLOW_ID],
+        request=HumanAnswerSerializer,
+        responses=_responses(
+            r202=HumanAnswerAcceptedSerializer,
+            r400=OpenApiResponse(
+                ErrorSerializer, description="The body is not valid, the decision is not one "
+                "of the task's choices, or the run now waits for another request than "
+                "`request_id` (code `stale_human_task`).",
+            ),
+            r404=_HUMAN_TASK_404,
+            r409=OpenApiResponse(ErrorSerializer, description="The run has ended."),
+        ),
+        examples=[OpenApiExample("approve", request_only=True,
+                                 value={"decision": "approve", "feedback": "fine by me"})],
+        tags=["human tasks"],
+    )
+    def post(self, request: Request, workflow_id: str) -> Response:
+        workflow_id = self.workflow_id(self.kwargs)
+        data = self.parse(HumanAnswerSerializer, request.data)
+        accepted = answer_human_task(
+            workflow_id, data["decision"], data.get("feedback", ""), data["modified"],
+            request_id=data["request_id"], sender_id=_sender(request), executor=self.executor,
+        )
+        body = {"workflow_id": workflow_id, "request_id": accepted.name, **accepted.payload,
+                "sent_at": accepted.sent_at, "sender_id": accepted.sender_id}
+        return Response(HumanAnswerAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
+
+
 VIEWS: dict[str, type[WorkflowAPIView]] = {
     view.operation: view
     for view in (WorkflowListView, WorkflowDetailView, WorkflowHistoryView, WorkflowSignalView,
-                 WorkflowCancelView, WorkflowQueryView)
+                 WorkflowCancelView, WorkflowQueryView, WorkflowHumanTaskView)
 }

@@ -1,6 +1,7 @@
 """Workflows the API tests run (names unique to this package)."""
 
 from beluga_workflows import WorkflowContext, workflow
+from beluga_workflows.activities import HUMAN_DECISIONS, HumanActivity
 
 
 @workflow(name="tests.api.approval")
@@ -29,3 +30,19 @@ def steps(ctx: WorkflowContext, count: int = 0):
     for i in range(count):
         ctx.side_effect(lambda i=i: i)
     return count
+
+
+@workflow(name="tests.api.review")
+def review(ctx: WorkflowContext, options=None):
+    """Asks a person to review a refund ``rounds`` times (default 1; 0: until canceled); returns
+    the answers. ``choices`` and ``timeout`` (seconds) configure the request."""
+    options = options or {}
+    ask = HumanActivity("Approve the refund", "A customer asks for a refund.",
+                        choices=options.get("choices") or HUMAN_DECISIONS,
+                        timeout=options.get("timeout"))
+    rounds = options.get("rounds", 1)
+    answers = []
+    while not rounds or len(answers) < rounds:
+        data = {"order": 42, "amount": "19.90", "round": len(answers) + 1}
+        answers.append(ctx.execute_activity(ask, data))
+    return answers

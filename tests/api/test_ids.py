@@ -29,6 +29,7 @@ ODD_IDS = [
     "orders/cancel",
     "orders/query",
     "orders/query/stage",
+    "orders/human-task",
     "history",
     "x" * 255,
     "🙂/" * 60 + "end",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from openapi_spec_validator import validate
 
@@ -13,6 +15,10 @@ EXPECTED = {
     ("/api/workflows/{workflow_id}/signal/", "post"): {"202", "400", "401", "403", "404", "409"},
     ("/api/workflows/{workflow_id}/cancel/", "post"): {"202", "401", "403", "404", "409"},
     ("/api/workflows/{workflow_id}/query/{query_type}/", "get"): {"200", "400", "401", "403", "404"},
+    ("/api/workflows/{workflow_id}/human-task/", "get"): {"200", "401", "403", "404"},
+    ("/api/workflows/{workflow_id}/human-task/", "post"): {"202", "400", "401", "403", "404",
+                                                           "409"},
+    ("/api/human-tasks/", "get"): {"200", "400", "401", "403"},
 }
 
 
@@ -70,6 +76,32 @@ def test_request_and_response_bodies_are_described(spec):
     status = next(p for p in listing["parameters"] if p["name"] == "status")
     assert set(status["schema"]["enum"]) == {"", "running", "completed", "failed", "canceled",
                                              "timed_out"}
+
+
+def test_human_task_bodies_are_described(spec):
+    paths = spec["paths"]
+    listing = paths["/api/human-tasks/"]["get"]
+    assert {p["name"] for p in listing["parameters"]} == {"workflow_type", "limit", "offset"}
+    page = _schema(spec, listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"])
+    assert set(page["properties"]) == {"count", "next", "previous", "results"}
+    task = _schema(spec, page["properties"]["results"]["items"]["$ref"])
+    assert set(task["properties"]) == {"workflow_id", "run_id", "workflow_type", "request_id",
+                                       "title", "description", "choices", "data", "asked_at",
+                                       "due_at"}
+    one = paths["/api/workflows/{workflow_id}/human-task/"]
+    assert one["get"]["responses"]["200"]["content"]["application/json"]["schema"]["$ref"] == (
+        listing["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].replace(
+            "HumanTaskPage", "HumanTask"))
+    answer = _schema(spec, one["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"])
+    assert answer["required"] == ["decision"]
+    assert set(answer["properties"]) == {"decision", "feedback", "modified", "request_id"}
+    decision = _schema(spec, answer["properties"]["decision"]["allOf"][0]["$ref"])
+    assert decision["enum"] == ["approve", "reject", "modify"]
+    assert task["properties"]["choices"]["items"]["$ref"].endswith("/Decision")
+    # An empty feedback is valid: it matches exactly one branch of the oneOf (text, or empty).
+    text, empty = answer["properties"]["feedback"]["oneOf"]
+    assert re.fullmatch(text["pattern"], "") is None and empty["maxLength"] == 0
+    assert "202" in one["post"]["responses"]
 
 
 def test_the_schema_names_both_authentications(spec):
