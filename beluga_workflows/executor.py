@@ -334,20 +334,28 @@ class WorkflowExecutor:
         """Block until the run has ended and return it; ``TimeoutError`` after ``timeout`` seconds."""
         deadline = None if timeout is None else time.monotonic() + timeout
         delay = 0.002
-        while True:
-            state = self.store.load(workflow_id, with_history=False)
-            if state is None or state.run_id != run_id:
-                raise WorkflowNotFoundError(
-                    f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
-                    workflow_id=workflow_id,
-                )
-            if not state.is_open:
-                return state
-            if deadline is not None and time.monotonic() >= deadline:
-                raise TimeoutError(f"workflow {workflow_id!r} still running after {timeout:g} s")
-            pause = delay if deadline is None else min(delay, max(deadline - time.monotonic(), 0))
-            self._sleep_until_change(workflow_id, pause)
-            delay = min(delay * 2, 0.1)
+        # Subscribed before the first look, so an end in between still wakes us.
+        with self.store.watch(workflow_id) as watch:
+            while True:
+                state = self.store.load(workflow_id, with_history=False)
+                if state is None or state.run_id != run_id:
+                    raise WorkflowNotFoundError(
+                        f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
+                        workflow_id=workflow_id,
+                    )
+                if not state.is_open:
+                    return state
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"workflow {workflow_id!r} still running after {timeout:g} s")
+                # A store that pushes ends wakes us; look anyway now and then (a lost notification).
+                pause = 1.0 if watch.pushed else delay
+                if deadline is not None:
+                    pause = min(pause, max(deadline - time.monotonic(), 0))
+                if watch.pushed:
+                    watch.wait(pause)
+                else:
+                    self._sleep_until_change(workflow_id, pause)
+                    delay = min(delay * 2, 0.1)
 
     def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
         time.sleep(seconds)

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import time
 from datetime import datetime
 from typing import Any
 
 from ..types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 
-__all__ = ["RunEnd", "WorkflowStore"]
+__all__ = ["RunEnd", "RunWatch", "WorkflowStore"]
 
 
 class RunEnd(dict):
@@ -33,6 +34,32 @@ class RunEnd(dict):
 
     def __init__(self, status: WorkflowStatus, result: Any = None, error: dict | None = None):
         super().__init__(status=WorkflowStatus(status), result=result, error=error)
+
+
+class RunWatch:
+    """A subscription to the end of one run (``WorkflowStore.watch``); use it as a context manager.
+
+    This base watch cannot be told anything (``pushed`` is ``False``): ``wait`` just sleeps, and
+    the waiter polls. A store that pushes run ends returns a watch whose ``wait`` returns early.
+    """
+
+    @property
+    def pushed(self) -> bool:
+        """``True`` while the store pushes ends: ``wait`` then returns as soon as one may have come."""
+        return False
+
+    def wait(self, seconds: float) -> None:
+        """Return after ``seconds``, or sooner when the run may have ended."""
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        """End the subscription."""
+
+    def __enter__(self) -> RunWatch:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class WorkflowStore(abc.ABC):
@@ -183,6 +210,14 @@ class WorkflowStore(abc.ABC):
         for state in self.list(WorkflowFilter()):
             counts[state.status.value] += 1
         return counts
+
+    def watch(self, workflow_id: str) -> RunWatch:
+        """Subscribe to the end of ``workflow_id``'s run, for waiters (``handle.result()``).
+
+        Subscribe before reading the run, so an end that comes in between still wakes the waiter.
+        The default cannot push (its watch only sleeps); a store that can tell overrides this.
+        """
+        return RunWatch()
 
     def close(self) -> None:
         """Release connections held by the store (optional)."""

@@ -50,7 +50,7 @@ from ..types import (
     WorkflowState,
     WorkflowStatus,
 )
-from .base import RunEnd, WorkflowStore
+from .base import RunEnd, RunWatch, WorkflowStore
 from .django_rows import (
     end_values,
     event_row,
@@ -158,9 +158,15 @@ class DjangoStore(WorkflowStore):
             connection.close_if_unusable_or_obsolete()
 
     def _pending(self, run_id: str) -> list[Signal]:
+        pg = self._postgres()
+        if pg is not None:
+            return pg.pending(run_id)
         return [from_signal_row(row) for row in self._inbox.filter(run_id=run_id).order_by("id")]
 
     def _history(self, run_id: str) -> list[HistoryEvent]:
+        pg = self._postgres()
+        if pg is not None:
+            return pg.history(run_id)
         return [from_event_row(row) for row in self._events.filter(run_id=run_id).order_by("seq")]
 
     def _leased(self, workflow_id: str, run_id: str, owner: str):
@@ -287,6 +293,14 @@ class DjangoStore(WorkflowStore):
     @_guarded("create")
     def create(self, state: WorkflowState) -> None:
         self._check_history(state)
+        pg = self._postgres()
+        if pg is not None and not state.signals:
+            # One statement when the id is new (the usual case); else replace an ended run below.
+            try:
+                pg.create(run_row(state, 1), state.history)
+                return
+            except IntegrityError:
+                pass
         try:
             with transaction.atomic(using=self.using):
                 self._runs.filter(workflow_id=state.workflow_id).exclude(status=RUNNING).delete()
@@ -445,6 +459,14 @@ class DjangoStore(WorkflowStore):
         rows = (self._runs.filter(free, status=RUNNING, wake_at__isnull=False, wake_at__lte=now)
                 .order_by("wake_at").values_list("workflow_id", flat=True))
         return list(rows[:limit])
+
+    def watch(self, workflow_id: str) -> RunWatch:
+        """On PostgreSQL, run ends are pushed (``LISTEN``/``NOTIFY``, see ``django_listen.py``)."""
+        if connections[self.using].vendor != "postgresql":
+            return RunWatch()
+        from .django_listen import EndListener
+
+        return EndListener.for_alias(self.using).watch(workflow_id)
 
     def close(self) -> None:
         """Nothing to do: Django owns the database connections (closed per request/task)."""

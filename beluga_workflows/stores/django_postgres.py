@@ -7,57 +7,69 @@ transaction, so a checkpoint costs one round trip and one commit; inside a calle
 runs under a savepoint. A signal is one statement too (bump ``wake_seq`` of the open run, file the
 signal for the run that matched). The ``UPDATE`` takes the run's row lock, which is what serialises
 the writers of one run; rows it did not match mean "lease lost" or "not open".
+
+The statements are the hot path of every worker, so they are cheap to issue: their text is built
+once per shape (how many events, whether a signal is consumed, whether the run ends) with named
+parameters, sent with server-side binding on the connection Django holds, and prepared by
+PostgreSQL on first use, so a checkpoint is neither re-parsed nor re-planned. A database reached
+through a pooler that cannot hold prepared statements sets ``OPTIONS["prepare_threshold"] = None``
+explicitly (or ``DISABLE_SERVER_SIDE_CURSORS = True``, as Django advises for such poolers); the
+statements are then sent unprepared. The statement that ends a run also sends a
+``NOTIFY`` on :data:`END_CHANNEL` (delivered when it commits) so ``handle.result()`` waiters learn
+of the end at once (see ``django_listen.py``).
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import json
+import time
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
 from django.db import connections, transaction
-from django.db.models import Field
+from django.db.models import Field, JSONField
 
 from .. import models
-from ..types import HistoryEvent, Signal, WorkflowStatus
+from ..types import EventType, HistoryEvent, Signal, WorkflowStatus
 from .base import RunEnd
 from .django_rows import end_values, event_values
 
-__all__ = ["PostgresStatements"]
+__all__ = ["END_CHANNEL", "PostgresStatements"]
 
 RUNNING = WorkflowStatus.RUNNING.value
+# The NOTIFY channel of run ends; the payload is the workflow id.
+END_CHANNEL = "beluga_workflows_run_ended"
 _EVENT_FIELDS = [f for f in models.HistoryEvent._meta.concrete_fields if f.name not in ("id", "run")]
+_EVENT_NAMES = [f.name for f in _EVENT_FIELDS]
 _INBOX_FIELDS = ["name", "payload", "sent_at", "sender_id"]
+_EVENT_TYPES = {t.value: t for t in EventType}
+
+try:  # psycopg 3: statements go through it directly (server-side binding, prepared)
+    import psycopg
+    from django.db.backends.postgresql.psycopg_any import register_tzloader
+    from psycopg.postgres import types as _pg_types
+    from psycopg.pq import Format
+    from psycopg.types.json import Jsonb
+
+    TIMESTAMPTZ_OID = _pg_types["timestamptz"].oid
+except ImportError:  # psycopg2: through Django's cursor
+    psycopg = None
+    Jsonb = None
+
+# history() unpacks rows in this order.
+assert _EVENT_NAMES == ["seq", "type", "timestamp", "activity_name", "input", "result", "error",
+                        "signal_name", "signal_payload", "duration", "op", "attempt", "fire_at"]
 
 
-class _Sql:
-    """Placeholders and their parameters, collected in the order they appear in the SQL text."""
+def _jsonb(value: Any) -> Any:
+    return None if value is None else Jsonb(value)
 
-    def __init__(self, connection: Any, run_fields: dict[str, Field], casts: dict[Field, str]
-                 ) -> None:
-        self.connection = connection
-        self.run_fields = run_fields
-        self.casts = casts
-        self.params: list[Any] = []
 
-    def param(self, field: Field, value: Any) -> str:
-        """A typed placeholder for ``value`` stored in ``field``."""
-        self.params.append(field.get_db_prep_save(value, self.connection))
-        cast = self.casts.get(field)
-        if cast is None:
-            cast = self.casts[field] = f"CAST(%s AS {field.db_type(self.connection)})"
-        return cast
-
-    def run(self, name: str, value: Any) -> str:
-        return self.param(self.run_fields[name], value)
-
-    def wake(self, now: datetime) -> str:
-        """The SET clause of a signal or cancel: bump wake_seq, make the run due now."""
-        return (f"wake_seq = wake_seq + 1, version = version + 1, "
-                f"updated_at = {self.run('updated_at', now)}, "
-                f"wake_at = CASE WHEN wake_at IS NULL OR wake_at > {self.run('wake_at', now)} "
-                f"THEN {self.run('wake_at', now)} ELSE wake_at END")
+def _loads(value: Any) -> Any:
+    # Django loads jsonb as text (JSONField decodes it); do the same here.
+    return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
 class PostgresStatements:
@@ -80,7 +92,6 @@ class PostgresStatements:
         self.event_table = qn(models.HistoryEvent._meta.db_table)
         self.inbox_table = qn(models.PendingSignal._meta.db_table)
         self.run_fields = {f.attname: f for f in meta.concrete_fields}
-        self.casts: dict[Field, str] = {}  # typed placeholders, by field
         self.all = list(self.run_fields)
         self.control = [name for name in self.run_fields if name != "input"]
         self.columns = {
@@ -89,17 +100,47 @@ class PostgresStatements:
         }
         self.event_columns = ", ".join(qn(f.column) for f in _EVENT_FIELDS)
         # Converters from database values to Python values, as the ORM applies them.
-        self.converters = []
+        self.converters = {}
         for name in self.all:
             col = self.run_fields[name].get_col(meta.db_table)
-            self.converters.append(
-                (name, col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
-            )
+            self.converters[name] = (
+                col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
+        self.types = {f: f.db_type(connection) for f in [*meta.concrete_fields, *_EVENT_FIELDS,
+                                                          *models.PendingSignal._meta.fields]}
+        self.preps = {f: self._prep_for(f) for f in self.types}
+        # The same, by name (a Field's hash is computed in Python: slow on the hot path).
+        self.run_preps = {name: self.preps[f] for name, f in self.run_fields.items()}
+        self.event_preps = [(f.name, self.preps[f]) for f in _EVENT_FIELDS]
+        inbox = models.PendingSignal._meta
+        self.inbox_preps = [(n, self.preps[inbox.get_field(n)]) for n in _INBOX_FIELDS]
+        self.texts: dict[Any, str] = {}  # statement texts, by shape
+        # Prepare unless the DATABASES entry says not to: an explicit prepare_threshold of None,
+        # or DISABLE_SERVER_SIDE_CURSORS (Django's advice behind a transaction-mode pooler).
+        options = connection.settings_dict.get("OPTIONS") or {}
+        if "prepare_threshold" in options:
+            self.prepare = options["prepare_threshold"] is not None
+        else:
+            self.prepare = not connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")
+
+    def _prep_for(self, field: Field) -> Callable[[Any], Any]:
+        """How a Python value of ``field`` becomes a query parameter (the ORM's way, fast)."""
+        if isinstance(field, JSONField) and Jsonb is not None:
+            return _jsonb
+        if field.get_internal_type() in ("CharField", "TextField", "IntegerField",
+                                         "BigIntegerField", "PositiveIntegerField", "FloatField",
+                                         "BooleanField", "DateTimeField", "BigAutoField", "AutoField"):
+            return lambda value: value  # the PostgreSQL backend passes these through as they are
+        connection = connections[self.alias]
+        return lambda value: field.get_db_prep_save(value, connection)
+
+    def _p(self, field: Field, name: str) -> str:
+        """A typed placeholder for parameter ``name`` stored in ``field``."""
+        return f"CAST(%({name})s AS {self.types[field]})"
+
+    def _r(self, name: str, param: str | None = None) -> str:
+        return self._p(self.run_fields[name], param or name)
 
     # -- plumbing -----------------------------------------------------------------------------------
-
-    def _sql(self) -> _Sql:
-        return _Sql(connections[self.alias], self.run_fields, self.casts)
 
     @contextlib.contextmanager
     def _cursor(self) -> Iterator[Any]:
@@ -107,101 +148,249 @@ class PostgresStatements:
         # Inside a caller's transaction a failed statement must not abort it: use a savepoint.
         atomic = (transaction.atomic(using=self.alias) if connection.in_atomic_block
                   else contextlib.nullcontext())
-        with atomic, connection.cursor() as cursor:
-            yield cursor
+        with atomic:
+            connection.ensure_connection()
+            raw = connection.connection
+            if psycopg is None or not isinstance(raw, psycopg.Connection):
+                with connection.cursor() as cursor:
+                    yield cursor
+                return
+            connection.close_if_health_check_failed()
+            connection.validate_thread_sharing()
+            connection.validate_no_broken_transaction()
+            with connection.wrap_database_errors:
+                if self.prepare and raw.prepare_threshold is None:
+                    # Django leaves psycopg's automatic preparation off (None), which also refuses
+                    # prepare=True; a threshold never reached prepares only our statements.
+                    raw.prepare_threshold = 2**31 - 1
+                cursor = psycopg.Cursor(raw)
+                if self.tz_mismatch(connection, raw):  # as Django's create_cursor does
+                    register_tzloader(connection.timezone, cursor)
+                try:
+                    yield cursor
+                finally:
+                    cursor.close()
 
-    def _fetch(self, sql: str, params: list[Any]) -> tuple | None:
+    @staticmethod
+    def tz_mismatch(connection: Any, raw: Any) -> bool:
+        loader = raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
+        return connection.timezone != getattr(loader, "timezone", connection.timezone)
+
+    def _execute(self, cursor: Any, text: str, params: dict[str, Any]) -> None:
+        if not isinstance(cursor, psycopg.Cursor if psycopg is not None else ()):
+            cursor.execute(text, params)  # Django's cursor (psycopg2)
+            return
+        connection = connections[self.alias]
+        if not connection.queries_logged:
+            cursor.execute(text, params, prepare=self.prepare)
+            return
+        # DEBUG or a test capturing queries: log it as Django's debug cursor does.
+        started = time.monotonic()
+        try:
+            cursor.execute(text, params, prepare=self.prepare)
+        finally:
+            connection.queries_log.append(
+                {"sql": f"{text} -- {params!r}", "time": f"{time.monotonic() - started:.3f}"})
+
+    def _fetch(self, text: str, params: dict[str, Any]) -> tuple | None:
         with self._cursor() as cursor:
-            cursor.execute(sql, params)
+            self._execute(cursor, text, params)
             return cursor.fetchone()
 
-    def _run(self, sql: _Sql, text: str, names: list[str]) -> dict[str, Any] | None:
+    def _fetch_all(self, text: str, params: dict[str, Any]) -> list[tuple]:
+        with self._cursor() as cursor:
+            self._execute(cursor, text, params)
+            return cursor.fetchall()
+
+    def _run(self, text: str, params: dict[str, Any], names: list[str]) -> dict[str, Any] | None:
         """Execute ``text`` returning one run row of columns ``names``, as a dict, or ``None``."""
-        row = self._fetch(text, sql.params)
+        row = self._fetch(text, params)
         if row is None:
             return None
         connection = connections[self.alias]
-        wanted = set(names)
         values = {}
-        for value, (name, col, funcs) in zip(row, (c for c in self.converters if c[0] in wanted),
-                                             strict=True):
+        for value, name in zip(row, names, strict=False):  # a NOTIFY may add a last column
+            col, funcs = self.converters[name]
             for func in funcs:
                 value = func(value, col, connection)
             values[name] = value
         return values
 
+    def _run_params(self, **values: Any) -> dict[str, Any]:
+        preps = self.run_preps
+        return {name: preps[name](value) for name, value in values.items()}
+
     # -- statements ---------------------------------------------------------------------------------
 
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
               ) -> dict[str, Any] | None:
-        q = self._sql()
-        text = (
-            f"UPDATE {self.run_table} SET lease_owner = {q.run('lease_owner', owner)}, "
-            f"lease_expires_at = {q.run('lease_expires_at', lease_until)}, version = version + 1 "
-            f"WHERE workflow_id = {q.run('workflow_id', workflow_id)} "
-            f"AND status = {q.run('status', RUNNING)} AND (lease_owner = '' "
-            f"OR lease_expires_at IS NULL OR lease_expires_at <= {q.run('lease_expires_at', now)}) "
-            f"RETURNING {self.columns['all']}"
-        )
-        return self._run(q, text, self.all)
+        text = self.texts.get("claim")
+        if text is None:
+            text = self.texts["claim"] = (
+                f"UPDATE {self.run_table} SET lease_owner = {self._r('lease_owner')}, "
+                f"lease_expires_at = {self._r('lease_expires_at')}, version = version + 1 "
+                f"WHERE workflow_id = {self._r('workflow_id')} "
+                f"AND status = {self._r('status')} AND (lease_owner = '' "
+                f"OR lease_expires_at IS NULL OR lease_expires_at <= {self._r('wake_at', 'now')}) "
+                f"RETURNING {self.columns['all']}"
+            )
+        params = self._run_params(lease_owner=owner, lease_expires_at=lease_until,
+                                  workflow_id=workflow_id, status=RUNNING)
+        params["now"] = now
+        return self._run(text, params, self.all)
+
+    def create(self, row: models.WorkflowState, events: list[HistoryEvent]) -> None:
+        """Insert a new run and its first events in one statement.
+
+        Raises:
+            IntegrityError: the id already has a run (the caller replaces an ended one).
+        """
+        key = ("create", len(events))
+        text = self.texts.get(key)
+        if text is None:
+            placeholders = ", ".join(self._r(name) for name in self.all)
+            columns = ", ".join(self.run_fields[name].column for name in self.all)
+            text = f"WITH run AS (INSERT INTO {self.run_table} ({columns}) VALUES ({placeholders}) "
+            text += "RETURNING run_id)"
+            if events:
+                rows = ["(" + ", ".join(self._p(f, f"e{i}_{f.name}") for f in _EVENT_FIELDS) + ")"
+                        for i in range(len(events))]
+                text += (f" INSERT INTO {self.event_table} (run_id, {self.event_columns}) "
+                         f"SELECT run.run_id, v.* FROM run CROSS JOIN (VALUES {', '.join(rows)}) AS v")
+            else:
+                text += " SELECT run_id FROM run"
+            self.texts[key] = text
+        params = self._run_params(**{name: getattr(row, name) for name in self.all})
+        self._event_params(params, events)
+        with self._cursor() as cursor:
+            self._execute(cursor, text, params)
+
+    def _event_params(self, params: dict[str, Any], events: list[HistoryEvent]) -> None:
+        for i, event in enumerate(events):
+            values = event_values(event)
+            for name, prep in self.event_preps:
+                params[f"e{i}_{name}"] = prep(values[name])
+
+    def history(self, run_id: str) -> list[HistoryEvent]:
+        """The run's events in order (read straight into the engine's type: replay reads them all)."""
+        text = self.texts.get("history")
+        if text is None:
+            text = self.texts["history"] = (
+                f"SELECT {self.event_columns} FROM {self.event_table} "
+                f"WHERE run_id = {self._r('run_id')} ORDER BY seq")
+        events = []
+        types = _EVENT_TYPES
+        for (seq, type_, timestamp, activity_name, input_, result, error, signal_name,
+             signal_payload, duration, op, attempt, fire_at) in self._fetch_all(
+                text, self._run_params(run_id=run_id)):
+            events.append(HistoryEvent(
+                id=seq, type=types[type_], timestamp=timestamp, activity_name=activity_name,
+                input=_loads(input_), result=_loads(result), error=_loads(error),
+                signal_name=signal_name, signal_payload=_loads(signal_payload),
+                duration=duration, op=op, attempt=attempt, fire_at=fire_at,
+            ))
+        return events
+
+    def pending(self, run_id: str) -> list[Signal]:
+        """The run's unconsumed signals, oldest first."""
+        text = self.texts.get("pending")
+        if text is None:
+            text = self.texts["pending"] = (
+                f"SELECT id, name, payload, sent_at, sender_id FROM {self.inbox_table} "
+                f"WHERE run_id = {self._r('run_id')} ORDER BY id")
+        return [Signal(name=name, payload=_loads(payload), sent_at=sent_at, sender_id=sender_id,
+                       id=signal_id)
+                for signal_id, name, payload, sent_at, sender_id in self._fetch_all(
+                    text, self._run_params(run_id=run_id))]
 
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None, end: RunEnd | None
                ) -> dict[str, Any] | None:
-        q = self._sql()
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
-        sets = ["version = version + 1"]
+        key = ("append", tuple(changes), len(events), consume_signal is not None)
+        text = self.texts.get(key) or self._append_text(key, changes)
+        params = self._run_params(run_id=run_id, workflow_id=workflow_id, lease_owner=owner,
+                                  status=RUNNING)
+        preps = self.run_preps
         for name, value in changes.items():
-            if name == "ended_at" and value is None:
+            params[f"set_{name}"] = preps[name](value)
+        if events:
+            params["prev"] = events[0].id - 1
+            self._event_params(params, events)
+        if consume_signal is not None:
+            params["signal"] = consume_signal
+        if end is not None:
+            params["channel"] = END_CHANNEL
+        return self._run(text, params, self.control)
+
+    def _append_text(self, key: Any, changes: dict[str, Any]) -> str:
+        _, names, n_events, consume = key
+        sets = ["version = version + 1"]
+        for name in names:
+            if name == "ended_at" and changes[name] is None:
                 sets.append("ended_at = updated_at")  # no event: the time of the last update
             else:
-                sets.append(f"{self.run_fields[name].column} = {q.run(name, value)}")
-        where = (f"run_id = {q.run('run_id', run_id)} "
-                 f"AND workflow_id = {q.run('workflow_id', workflow_id)} "
-                 f"AND lease_owner = {q.run('lease_owner', owner)} "
-                 f"AND status = {q.run('status', RUNNING)}")
-        if events:
+                sets.append(f"{self.run_fields[name].column} = {self._r(name, f'set_{name}')}")
+        where = (f"run_id = {self._r('run_id')} AND workflow_id = {self._r('workflow_id')} "
+                 f"AND lease_owner = {self._r('lease_owner')} AND status = {self._r('status')}")
+        if n_events:
             # No gap and no rewrite: the first new event must follow the last stored one.
-            where += (f" AND (last_event_id = {q.run('last_event_id', events[0].id - 1)}"
-                      f" OR last_event_id = 0)")
+            where += f" AND (last_event_id = {self._r('last_event_id', 'prev')} OR last_event_id = 0)"
         text = (f"WITH run AS (UPDATE {self.run_table} SET {', '.join(sets)} WHERE {where} "
                 f"RETURNING {self.columns['control']})")
-        if events:
-            rows = []
-            for event in events:
-                values = event_values(event)
-                rows.append("(" + ", ".join(q.param(f, values[f.name]) for f in _EVENT_FIELDS) + ")")
+        if n_events:
+            rows = ["(" + ", ".join(self._p(f, f"e{i}_{f.name}") for f in _EVENT_FIELDS) + ")"
+                    for i in range(n_events)]
             text += (f", events AS (INSERT INTO {self.event_table} (run_id, {self.event_columns}) "
                      f"SELECT run.run_id, v.* FROM run CROSS JOIN (VALUES {', '.join(rows)}) AS v)")
-        if consume_signal is not None:
+        if consume:
             text += (f", consumed AS (DELETE FROM {self.inbox_table} "
-                     f"WHERE id = {q.param(models.PendingSignal._meta.pk, consume_signal)} "
+                     f"WHERE id = {self._p(models.PendingSignal._meta.pk, 'signal')} "
                      f"AND run_id IN (SELECT run_id FROM run))")
-        return self._run(q, text + " SELECT * FROM run", self.control)
+        if "status" in names:  # the run ends: tell waiters when this commits
+            text += " SELECT run.*, pg_notify(%(channel)s, run.workflow_id) FROM run"
+        else:
+            text += " SELECT * FROM run"
+        self.texts[key] = text
+        return text
 
     def add_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
                    ) -> int | None:
-        q = self._sql()
-        wake = q.wake(now)
-        where = (f"workflow_id = {q.run('workflow_id', workflow_id)} "
-                 f"AND status = {q.run('status', RUNNING)}")
-        inbox = models.PendingSignal._meta
-        values = {"name": signal.name, "payload": signal.payload, "sent_at": sent_at,
-                  "sender_id": signal.sender_id or ""}
-        placeholders = ", ".join(q.param(inbox.get_field(n), values[n]) for n in _INBOX_FIELDS)
-        text = (f"WITH run AS (UPDATE {self.run_table} SET {wake} WHERE {where} RETURNING run_id) "
+        text = self.texts.get("add_signal")
+        if text is None:
+            inbox = models.PendingSignal._meta
+            placeholders = ", ".join(self._p(inbox.get_field(n), f"s_{n}") for n in _INBOX_FIELDS)
+            text = self.texts["add_signal"] = (
+                f"WITH run AS (UPDATE {self.run_table} SET {self._wake_sets()} "
+                f"WHERE workflow_id = {self._r('workflow_id')} AND status = {self._r('status')} "
+                f"RETURNING run_id) "
                 f"INSERT INTO {self.inbox_table} (run_id, {', '.join(_INBOX_FIELDS)}) "
                 f"SELECT run_id, {placeholders} FROM run RETURNING id")
-        row = self._fetch(text, q.params)
+        params = self._run_params(workflow_id=workflow_id, status=RUNNING, updated_at=now)
+        values = {"name": signal.name, "payload": signal.payload, "sent_at": sent_at,
+                  "sender_id": signal.sender_id or ""}
+        for n, prep in self.inbox_preps:
+            params[f"s_{n}"] = prep(values[n])
+        row = self._fetch(text, params)
         return row[0] if row else None
 
     def request_cancel(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
-        q = self._sql()
-        text = (f"UPDATE {self.run_table} SET cancel_requested = true, {q.wake(now)} "
-                f"WHERE workflow_id = {q.run('workflow_id', workflow_id)} "
-                f"AND status = {q.run('status', RUNNING)} RETURNING {self.columns['all']}")
-        return self._run(q, text, self.all)
+        text = self.texts.get("request_cancel")
+        if text is None:
+            text = self.texts["request_cancel"] = (
+                f"UPDATE {self.run_table} SET cancel_requested = true, {self._wake_sets()} "
+                f"WHERE workflow_id = {self._r('workflow_id')} AND status = {self._r('status')} "
+                f"RETURNING {self.columns['all']}")
+        params = self._run_params(workflow_id=workflow_id, status=RUNNING, updated_at=now)
+        return self._run(text, params, self.all)
+
+    def _wake_sets(self) -> str:
+        """The SET clause of a signal or cancel: bump wake_seq, make the run due now."""
+        now = self._r("updated_at")
+        return (f"wake_seq = wake_seq + 1, version = version + 1, updated_at = {now}, "
+                f"wake_at = CASE WHEN wake_at IS NULL OR wake_at > {now} THEN {now} "
+                f"ELSE wake_at END")

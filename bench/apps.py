@@ -1,0 +1,15 @@
+"""The benchmark's workflows and baseline tasks as a Django app, so worker processes load them."""
+
+from django.apps import AppConfig
+
+
+class BenchConfig(AppConfig):
+    name = "bench"
+    label = "beluga_bench"
+
+    def ready(self) -> None:
+        from celery.signals import worker_ready
+
+        from .workflows import mark_worker_ready
+
+        worker_ready.connect(mark_worker_ready, weak=False)

@@ -1,0 +1,61 @@
+"""What the benchmark runs: our workflows (W1-W3, replay) and the Celery-chain baseline tasks."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from celery import shared_task
+
+from beluga_workflows import WorkflowContext, activity, workflow
+
+READY_KEY = "beluga-bench:ready"
+
+
+def mark_worker_ready(sender=None, **kwargs) -> None:
+    """``worker_ready`` hook: tell ``bench/run.py`` this worker consumes now."""
+    import redis
+
+    redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).sadd(READY_KEY, sender.hostname)
+
+
+@activity(name="bench.step")
+def step(i: int) -> int:
+    """A trivial activity."""
+    return i
+
+
+@workflow(name="bench.w1")
+def w1(ctx: WorkflowContext, steps: int) -> int:
+    """W1: ``steps`` trivial activities in a row (the replay measurement runs 10,000)."""
+    total = 0
+    for i in range(steps):
+        total += ctx.execute_activity(step, i)
+    return total
+
+
+@workflow(name="bench.w2")
+def w2(ctx: WorkflowContext, data: None = None) -> object:
+    """W2: wait for signal ``go``, return its payload."""
+    return ctx.receive_signal("go")
+
+
+@workflow(name="bench.w3")
+def w3(ctx: WorkflowContext, seconds: float) -> str:
+    """W3: a durable sleep."""
+    ctx.sleep(seconds)
+    return "woke"
+
+
+# -- the baseline: plain Celery tasks (not durable) -------------------------------------------------
+
+@shared_task(name="bench.noop", ignore_result=False)
+def noop(i: int) -> int:
+    """A trivial task; a chain of 10 of them is the baseline's W1."""
+    return i
+
+
+@shared_task(name="bench.wake", ignore_result=False)
+def wake() -> float:
+    """The baseline's W3: sent with a 1 s countdown; returns when it ran."""
+    return time.time()
