@@ -86,6 +86,10 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         {"timeout": 30, "transaction_mode": "IMMEDIATE",
          "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"}
     )
+# Keep database connections between requests and Celery tasks (a reconnect costs more than a
+# workflow step); a connection older than this or failing its health check is replaced.
+DATABASES["default"].setdefault("CONN_MAX_AGE", env.int("CONN_MAX_AGE", default=60))
+DATABASES["default"].setdefault("CONN_HEALTH_CHECKS", True)
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -121,6 +125,10 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Celery's Django fixup closes every database connection before and after each task unless this is
+# set (then only every N tasks); beluga_workflows' task applies CONN_MAX_AGE/CONN_HEALTH_CHECKS
+# itself before each run, as Django does per request.
+CELERY_DB_REUSE_MAX = env.int("CELERY_DB_REUSE_MAX", default=1000)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 
@@ -128,9 +136,16 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 NATS_URL = env.str("NATS_URL", default="nats://127.0.0.1:4222")
 
+# The OPTIONS of each store backend, from the environment (README, "Stores").
 _STORE_OPTIONS = {
-    "redis": {"url": REDIS_URL},
-    "nats": {"url": NATS_URL},
+    "redis": {
+        "url": REDIS_URL,
+        "key_prefix": env.str("BELUGA_REDIS_KEY_PREFIX", default="beluga_workflows:"),
+    },
+    "nats": {
+        "url": NATS_URL,
+        "bucket": env.str("BELUGA_NATS_BUCKET", default="beluga_workflows"),
+    },
     "inngest": {
         "base_url": env.str("INNGEST_BASE_URL", default="http://127.0.0.1:8288"),
         "event_key": env.str("INNGEST_EVENT_KEY", default=""),
@@ -138,6 +153,7 @@ _STORE_OPTIONS = {
     "dapr": {
         "base_url": env.str("DAPR_BASE_URL", default="http://127.0.0.1:3500"),
         "store_name": env.str("DAPR_STORE_NAME", default="statestore"),
+        "api_token": env.str("DAPR_API_TOKEN", default=""),
     },
 }
 

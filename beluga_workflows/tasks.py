@@ -18,6 +18,7 @@ from typing import Any
 
 from celery import shared_task
 from celery.signals import worker_ready
+from django.db import close_old_connections
 
 from .executor import get_executor
 from .runtimes.celery import RECOVER_TASK, RUN_TASK
@@ -34,6 +35,9 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
     Returns what the activation did (``claimed`` is False when the run was ended, missing or
     leased by another worker, which then advances it).
     """
+    # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS, keep the
+    # rest (Celery's Django fixup closes them all per task unless CELERY_DB_REUSE_MAX is set).
+    close_old_connections()
     executor = get_executor()
     result = executor.run(workflow_id)
     if result.suspended and result.wake_at is not None:

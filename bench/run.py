@@ -79,7 +79,8 @@ def load_average() -> str:
 
 
 def environment() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BELUGA_", "CELERY_"))}
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("BELUGA_", "CELERY_")) or k == "CELERY_DB_REUSE_MAX"}
     env.update({
         "DJANGO_SETTINGS_MODULE": "bench.settings",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
