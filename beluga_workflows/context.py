@@ -57,9 +57,12 @@ _KIND = {
 class Suspend(BaseException):  # noqa: N818 - control flow, not an error
     """Raised to unwind workflow code when the run must wait; caught by the runner."""
 
-    def __init__(self, kind: str, name: str, until: datetime | None):
+    def __init__(self, kind: str, name: str, until: datetime | None,
+                 record: tuple[int, list[HistoryEvent]] | None = None):
         super().__init__(kind, name, until)
         self.kind, self.name, self.until = kind, name, until
+        # Events of operation ``record[0]`` that the suspension writes in the same checkpoint.
+        self.record = record
 
 
 class TimedOut(BaseException):  # noqa: N818
@@ -226,9 +229,15 @@ class WorkflowContext:
             fire_at = events[0].fire_at
         else:
             self._go_live()
-            fire_at = a.clock.now() + timedelta(seconds=seconds)
-            a.record(op, [a.event(EventType.TIMER_STARTED, activity_name="sleep", duration=seconds,
-                                  fire_at=fire_at)])
+            now = a.clock.now()
+            fire_at = now + timedelta(seconds=seconds)
+            started = a.event(EventType.TIMER_STARTED, activity_name="sleep", duration=seconds,
+                              fire_at=fire_at, timestamp=now)
+            if fire_at > now:
+                # The run suspends right away: the suspension records the timer in the same
+                # write (the code goes on only once a later activation replays it from there).
+                raise a.suspend("timer", "sleep", fire_at, record=(op, [started]))
+            a.record(op, [started])
         self._wait(fire_at, "timer", "sleep")
         a.record(op, [a.event(EventType.TIMER_FIRED, activity_name="sleep", duration=seconds)])
 

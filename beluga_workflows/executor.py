@@ -240,7 +240,7 @@ class WorkflowExecutor:
                                   activity_name=type_name, input=data)],
         )
         self.store.create(state)
-        self.schedule(workflow_id, queue=options.queue or "")
+        self.schedule_start(workflow_id, queue=options.queue or "")
         return WorkflowHandle(self, workflow_id, state.run_id)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
@@ -329,6 +329,10 @@ class WorkflowExecutor:
         when it does not (a runtime that routes by queue then looks it up).
         """
         raise NotImplementedError(f"{type(self).__name__} cannot schedule runs")
+
+    def schedule_start(self, workflow_id: str, *, queue: str | None = None) -> None:
+        """Schedule a run's first activation (a runtime may rank it after wake-ups of older runs)."""
+        self.schedule(workflow_id, queue=queue)
 
     def wait(self, workflow_id: str, run_id: str, timeout: float | None) -> WorkflowState:
         """Block until the run has ended and return it; ``TimeoutError`` after ``timeout`` seconds."""

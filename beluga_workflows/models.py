@@ -80,9 +80,12 @@ class WorkflowState(models.Model):
 class HistoryEvent(models.Model):
     """One recorded event of a run; ``seq`` is its 1-based position in the run's history."""
 
-    # The (run, seq) unique constraint indexes the foreign key too.
+    # The (run, seq) unique constraint indexes the foreign key too. No database constraint: its
+    # check costs a lookup per inserted event, and every insert already names a run it has just
+    # locked (the checkpoint statement inserts only when its fenced UPDATE of the run matched).
+    # Deleting a run through the ORM still deletes its events (Django cascades).
     run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="events",
-                            db_index=False)
+                            db_index=False, db_constraint=False)
     seq = models.PositiveIntegerField("sequence number")
     type = models.CharField(max_length=32, choices=EVENT_TYPE_CHOICES)
     timestamp = models.DateTimeField()

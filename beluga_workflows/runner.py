@@ -130,10 +130,7 @@ class Activation:
     def record(self, op: int, events: list[HistoryEvent], *, consume_signal: int | None = None,
                end: RunEnd | None = None) -> None:
         """Durably append ``events`` (of operation ``op``) before the workflow code goes on."""
-        for event in events:
-            event.id = self.next_id
-            event.op = op
-            self.next_id += 1
+        self._number(op, events)
         lease_until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
         try:
             control = self.store.append(
@@ -144,6 +141,17 @@ class Activation:
             raise _LeaseLost() from None
         except Exception as exc:
             raise _StoreDown() from exc
+        self._recorded(op, events, control, lease_until)
+
+    def _number(self, op: int, events: list[HistoryEvent]) -> None:
+        for event in events:
+            event.id = self.next_id
+            event.op = op
+            self.next_id += 1
+
+    def _recorded(self, op: int, events: list[HistoryEvent], control: WorkflowState,
+                  lease_until: datetime) -> None:
+        """Take in what the store just appended."""
         self.lease_until = lease_until
         self.state.history.extend(events)
         if op:
@@ -158,8 +166,9 @@ class Activation:
                 return signal
         return None
 
-    def suspend(self, kind: str, name: str, until: datetime | None) -> Suspend:
-        self.suspending = Suspend(kind, name, until)
+    def suspend(self, kind: str, name: str, until: datetime | None, *,
+                record: tuple[int, list[HistoryEvent]] | None = None) -> Suspend:
+        self.suspending = Suspend(kind, name, until, record)
         return self.suspending
 
     # -- the activation ---------------------------------------------------------------------------
@@ -269,20 +278,35 @@ class Activation:
         wake_at = suspension.until
         if self.deadline is not None and (wake_at is None or self.deadline < wake_at):
             wake_at = self.deadline
-        if self._try_suspend(suspension.kind, suspension.name, wake_at, suspension.until):
+        if self._try_suspend(suspension.kind, suspension.name, wake_at, suspension.until,
+                             suspension.record):
             return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
                                     queue=self.state.queue or "")
         return None
 
     def _try_suspend(self, kind: str, name: str, wake_at: datetime | None,
-                     wait_until: datetime | None) -> bool:
-        """Release the run; on a raced signal/cancel, reload the inbox and return False."""
+                     wait_until: datetime | None,
+                     record: tuple[int, list[HistoryEvent]] | None = None) -> bool:
+        """Release the run (appending ``record``'s events in the same write); on a raced
+        signal/cancel, keep the lease, reload the inbox and return False."""
+        wf_id, run_id = self.state.workflow_id, self.state.run_id
         try:
-            if self.store.suspend(self.state.workflow_id, self.state.run_id, self.owner,
-                                  seen_wake_seq=self.wake_seq, wake_at=wake_at, wait_kind=kind,
-                                  wait_name=name, wait_until=wait_until):
+            if record is not None:
+                op, events = record
+                self._number(op, events)
+                lease_until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+                control, suspended = self.store.append_and_suspend(
+                    wf_id, run_id, self.owner, events, lease_until=lease_until,
+                    seen_wake_seq=self.wake_seq, wake_at=wake_at, wait_kind=kind, wait_name=name,
+                    wait_until=wait_until)
+                self._recorded(op, events, control, lease_until)
+                if suspended:
+                    return True
+            elif self.store.suspend(wf_id, run_id, self.owner, seen_wake_seq=self.wake_seq,
+                                    wake_at=wake_at, wait_kind=kind, wait_name=name,
+                                    wait_until=wait_until):
                 return True
-            fresh = self.store.refresh(self.state.workflow_id, self.state.run_id, self.owner)
+            fresh = self.store.refresh(wf_id, run_id, self.owner)
         except ConflictError:
             raise _LeaseLost() from None
         except Exception as exc:

@@ -20,3 +20,5 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("BENCH_QUEUE", default="beluga-bench")
 CELERY_RESULT_BACKEND = env.str("CELERY_BROKER_URL")
 
 BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {"app": "beluga_project.celery.app"}
+# The project's (and the README's) prefetch of 1; BENCH_PREFETCH=4 measures the alternative.
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("BENCH_PREFETCH", default=1)

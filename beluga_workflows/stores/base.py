@@ -155,6 +155,32 @@ class WorkflowStore(abc.ABC):
             ConflictError: ``owner`` no longer holds the lease.
         """
 
+    def append_and_suspend(
+        self,
+        workflow_id: str,
+        run_id: str,
+        owner: str,
+        events: list[HistoryEvent],
+        *,
+        lease_until: datetime,
+        seen_wake_seq: int,
+        wake_at: datetime | None,
+        wait_kind: str,
+        wait_name: str,
+        wait_until: datetime | None,
+    ) -> tuple[WorkflowState, bool]:
+        """``append(events)`` then ``suspend(...)``: the run's control fields and whether it was
+        released. The events are appended either way. A backend that can do both in one write
+        overrides this (a sleep then costs one checkpoint instead of two).
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease (nothing was written).
+        """
+        control = self.append(workflow_id, run_id, owner, events, lease_until=lease_until)
+        return control, self.suspend(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq,
+                                     wake_at=wake_at, wait_kind=wait_kind, wait_name=wait_name,
+                                     wait_until=wait_until)
+
     @abc.abstractmethod
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:
         """The run's current control fields and unconsumed signals (no history), lease held.

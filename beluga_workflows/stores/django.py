@@ -227,7 +227,11 @@ class DjangoStore(WorkflowStore):
 
     @_guarded("load")
     def load(self, workflow_id: str, *, with_history: bool = True) -> WorkflowState | None:
-        row = self._runs.filter(workflow_id=workflow_id).values(*RUN_FIELDS).first()
+        pg = self._postgres()
+        if pg is not None:  # prepared: handle.result() and the admin read runs this way
+            row = pg.load(workflow_id)
+        else:
+            row = self._runs.filter(workflow_id=workflow_id).values(*RUN_FIELDS).first()
         if row is None:
             return None
         # The run row (its wake_seq) is read before the inbox: every signal it counts is listed.
@@ -329,6 +333,9 @@ class DjangoStore(WorkflowStore):
         if row is None:
             return None
         # We hold the lease, so the history cannot move; the inbox is read after the run row.
+        if pg is not None:
+            history, signals = pg.contents(row["run_id"])
+            return state_from_values(row, signals=signals, history=history)
         return state_from_values(row, signals=self._pending(row["run_id"]), history=self._history(row["run_id"]))
 
     @_guarded("append")
@@ -373,13 +380,43 @@ class DjangoStore(WorkflowStore):
                 wake_at: datetime | None, wait_kind: str, wait_name: str,
                 wait_until: datetime | None) -> bool:
         leased = self._leased(workflow_id, run_id, owner)
-        if leased.filter(wake_seq=seen_wake_seq).update(
+        pg = self._postgres()
+        if pg is not None:
+            if pg.suspend(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq, wake_at=wake_at,
+                          wait_kind=wait_kind, wait_name=wait_name, wait_until=wait_until):
+                return True
+        elif leased.filter(wake_seq=seen_wake_seq).update(
                 lease_owner="", lease_expires_at=None, wake_at=wake_at, wait_kind=wait_kind,
                 wait_name=wait_name, wait_until=wait_until, version=F("version") + 1):
             return True
         if leased.exists():
             return False  # a signal or cancel came in after the worker looked
         raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+
+    @_guarded("append_and_suspend")
+    def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
+                           events: list[HistoryEvent], *, lease_until: datetime,
+                           seen_wake_seq: int, wake_at: datetime | None, wait_kind: str,
+                           wait_name: str, wait_until: datetime | None
+                           ) -> tuple[WorkflowState, bool]:
+        pg = self._postgres()
+        if pg is None:
+            return super().append_and_suspend(
+                workflow_id, run_id, owner, events, lease_until=lease_until,
+                seen_wake_seq=seen_wake_seq, wake_at=wake_at, wait_kind=wait_kind,
+                wait_name=wait_name, wait_until=wait_until)
+        try:
+            row = pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                            consume_signal=None, end=None, suspend={
+                                "seen_wake_seq": seen_wake_seq, "wake_at": wake_at,
+                                "wait_kind": wait_kind, "wait_name": wait_name,
+                                "wait_until": wait_until})
+        except IntegrityError:  # an event number already taken: another writer got there first
+            row = None
+        if row is None:
+            raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+        suspended = row.pop("suspended")
+        return state_from_values(row), suspended
 
     @_guarded("refresh")
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:

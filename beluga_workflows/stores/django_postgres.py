@@ -72,6 +72,17 @@ def _loads(value: Any) -> Any:
     return json.loads(value) if isinstance(value, (str, bytes)) else value
 
 
+def _event(row: Any) -> HistoryEvent:
+    (seq, type_, timestamp, activity_name, input_, result, error, signal_name, signal_payload,
+     duration, op, attempt, fire_at) = row
+    return HistoryEvent(
+        id=seq, type=_EVENT_TYPES[type_], timestamp=timestamp, activity_name=activity_name,
+        input=_loads(input_), result=_loads(result), error=_loads(error), signal_name=signal_name,
+        signal_payload=_loads(signal_payload), duration=duration, op=op, attempt=attempt,
+        fire_at=fire_at,
+    )
+
+
 class PostgresStatements:
     """The store's single-statement writes for one PostgreSQL database alias (thread-safe)."""
 
@@ -210,7 +221,7 @@ class PostgresStatements:
         connection = connections[self.alias]
         values = {}
         for value, name in zip(row, names, strict=False):  # a NOTIFY may add a last column
-            col, funcs = self.converters[name]
+            col, funcs = self.converters.get(name, (None, ()))
             for func in funcs:
                 value = func(value, col, connection)
             values[name] = value
@@ -271,6 +282,15 @@ class PostgresStatements:
             for name, prep in self.event_preps:
                 params[f"e{i}_{name}"] = prep(values[name])
 
+    def load(self, workflow_id: str) -> dict[str, Any] | None:
+        """The run row of ``workflow_id`` (every column), or ``None``."""
+        text = self.texts.get("load")
+        if text is None:
+            text = self.texts["load"] = (
+                f"SELECT {self.columns['all']} FROM {self.run_table} "
+                f"WHERE workflow_id = {self._r('workflow_id')}")
+        return self._run(text, self._run_params(workflow_id=workflow_id), self.all)
+
     def history(self, run_id: str) -> list[HistoryEvent]:
         """The run's events in order (read straight into the engine's type: replay reads them all)."""
         text = self.texts.get("history")
@@ -278,18 +298,36 @@ class PostgresStatements:
             text = self.texts["history"] = (
                 f"SELECT {self.event_columns} FROM {self.event_table} "
                 f"WHERE run_id = {self._r('run_id')} ORDER BY seq")
-        events = []
-        types = _EVENT_TYPES
-        for (seq, type_, timestamp, activity_name, input_, result, error, signal_name,
-             signal_payload, duration, op, attempt, fire_at) in self._fetch_all(
-                text, self._run_params(run_id=run_id)):
-            events.append(HistoryEvent(
-                id=seq, type=types[type_], timestamp=timestamp, activity_name=activity_name,
-                input=_loads(input_), result=_loads(result), error=_loads(error),
-                signal_name=signal_name, signal_payload=_loads(signal_payload),
-                duration=duration, op=op, attempt=attempt, fire_at=fire_at,
-            ))
-        return events
+        return [_event(row) for row in self._fetch_all(text, self._run_params(run_id=run_id))]
+
+    def contents(self, run_id: str) -> tuple[list[HistoryEvent], list[Signal]]:
+        """The run's events and unconsumed signals in one round trip (what a claim reads).
+
+        One ``UNION ALL``: event rows first (by ``seq``), then inbox rows (by ``id``) in the event
+        columns, flagged by a leading 1: ``signal_name`` holds the name, ``signal_payload`` the
+        payload, ``timestamp`` the time sent, ``activity_name`` the sender, ``seq`` the inbox id.
+        """
+        text = self.texts.get("contents")
+        if text is None:
+            run_id_param = self._r("run_id")
+            columns = [f"NULL::{self.types[f]}" for f in _EVENT_FIELDS]
+            for name, value in (("seq", "id"), ("timestamp", "sent_at"),
+                                ("activity_name", "sender_id"), ("signal_name", "name"),
+                                ("signal_payload", "payload"), ("type", "''")):
+                columns[_EVENT_NAMES.index(name)] = value
+            text = self.texts["contents"] = (
+                f"SELECT 0, {self.event_columns} FROM {self.event_table} "
+                f"WHERE run_id = {run_id_param} UNION ALL "
+                f"SELECT 1, {', '.join(columns)} FROM {self.inbox_table} "
+                f"WHERE run_id = {run_id_param} ORDER BY 1, 2")
+        events, signals = [], []
+        for kind, *row in self._fetch_all(text, self._run_params(run_id=run_id)):
+            if kind == 0:
+                events.append(_event(row))
+            else:
+                signals.append(Signal(name=row[7], payload=_loads(row[8]), sent_at=row[2],
+                                      sender_id=row[3], id=row[0]))
+        return events, signals
 
     def pending(self, run_id: str) -> list[Signal]:
         """The run's unconsumed signals, oldest first."""
@@ -304,14 +342,18 @@ class PostgresStatements:
                     text, self._run_params(run_id=run_id))]
 
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
-               lease_until: datetime, consume_signal: int | None, end: RunEnd | None
-               ) -> dict[str, Any] | None:
+               lease_until: datetime, consume_signal: int | None, end: RunEnd | None,
+               suspend: dict[str, Any] | None = None) -> dict[str, Any] | None:
+        """The checkpoint. With ``suspend`` (``seen_wake_seq``, ``wake_at``, ``wait_kind``,
+        ``wait_name``, ``wait_until``) it also releases the lease, in the same statement, if
+        ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool)."""
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
-        key = ("append", tuple(changes), len(events), consume_signal is not None)
+        key = ("append", tuple(changes), len(events), consume_signal is not None,
+               suspend is not None)
         text = self.texts.get(key) or self._append_text(key, changes)
         params = self._run_params(run_id=run_id, workflow_id=workflow_id, lease_owner=owner,
                                   status=RUNNING)
@@ -325,23 +367,44 @@ class PostgresStatements:
             params["signal"] = consume_signal
         if end is not None:
             params["channel"] = END_CHANNEL
-        return self._run(text, params, self.control)
+        if suspend is None:
+            return self._run(text, params, self.control)
+        preps = self.run_preps
+        for name, value in suspend.items():
+            field = "wake_seq" if name == "seen_wake_seq" else name
+            params[f"s_{name}"] = preps[field](value)
+        return self._run(text, params, [*self.control, "suspended"])
 
     def _append_text(self, key: Any, changes: dict[str, Any]) -> str:
-        _, names, n_events, consume = key
+        _, names, n_events, consume, suspend = key
         sets = ["version = version + 1"]
         for name in names:
             if name == "ended_at" and changes[name] is None:
                 sets.append("ended_at = updated_at")  # no event: the time of the last update
+            elif suspend and name == "lease_expires_at":
+                pass  # set below
             else:
                 sets.append(f"{self.run_fields[name].column} = {self._r(name, f'set_{name}')}")
+        if suspend:
+            # Release the run only if no signal or cancel came in since the worker looked
+            # (wake_seq unchanged); else keep the lease, extended, and let the worker look again.
+            same = f"wake_seq = {self._r('wake_seq', 's_seen_wake_seq')}"
+            sets.append(f"lease_owner = CASE WHEN {same} THEN '' ELSE lease_owner END")
+            sets.append(f"lease_expires_at = CASE WHEN {same} THEN NULL "
+                        f"ELSE {self._r('lease_expires_at', 'set_lease_expires_at')} END")
+            for name in ("wake_at", "wait_kind", "wait_name", "wait_until"):
+                sets.append(f"{name} = CASE WHEN {same} THEN {self._r(name, f's_{name}')} "
+                            f"ELSE {name} END")
         where = (f"run_id = {self._r('run_id')} AND workflow_id = {self._r('workflow_id')} "
                  f"AND lease_owner = {self._r('lease_owner')} AND status = {self._r('status')}")
         if n_events:
             # No gap and no rewrite: the first new event must follow the last stored one.
             where += f" AND (last_event_id = {self._r('last_event_id', 'prev')} OR last_event_id = 0)"
+        returning = self.columns["control"]
+        if suspend:
+            returning += f", wake_seq = {self._r('wake_seq', 's_seen_wake_seq')} AS suspended"
         text = (f"WITH run AS (UPDATE {self.run_table} SET {', '.join(sets)} WHERE {where} "
-                f"RETURNING {self.columns['control']})")
+                f"RETURNING {returning})")
         if n_events:
             rows = ["(" + ", ".join(self._p(f, f"e{i}_{f.name}") for f in _EVENT_FIELDS) + ")"
                     for i in range(n_events)]
@@ -357,6 +420,25 @@ class PostgresStatements:
             text += " SELECT * FROM run"
         self.texts[key] = text
         return text
+
+    def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
+                wake_at: datetime | None, wait_kind: str, wait_name: str,
+                wait_until: datetime | None) -> bool:
+        """Release the lease if ``wake_seq`` is still ``seen_wake_seq``; ``False`` if not (or lost)."""
+        text = self.texts.get("suspend")
+        if text is None:
+            text = self.texts["suspend"] = (
+                f"UPDATE {self.run_table} SET lease_owner = '', lease_expires_at = NULL, "
+                f"wake_at = {self._r('wake_at')}, wait_kind = {self._r('wait_kind')}, "
+                f"wait_name = {self._r('wait_name')}, wait_until = {self._r('wait_until')}, "
+                f"version = version + 1 WHERE run_id = {self._r('run_id')} "
+                f"AND workflow_id = {self._r('workflow_id')} "
+                f"AND lease_owner = {self._r('lease_owner')} AND status = {self._r('status')} "
+                f"AND wake_seq = {self._r('wake_seq')} RETURNING run_id")
+        params = self._run_params(wake_at=wake_at, wait_kind=wait_kind, wait_name=wait_name,
+                                  wait_until=wait_until, run_id=run_id, workflow_id=workflow_id,
+                                  lease_owner=owner, status=RUNNING, wake_seq=seen_wake_seq)
+        return self._fetch(text, params) is not None
 
     def add_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
                    ) -> int | None:
