@@ -5,21 +5,25 @@ from __future__ import annotations
 from django.core import checks
 from django.core.exceptions import ImproperlyConfigured
 
+# Executors whose runs may be advanced by more than one process.
+_SINGLE_PROCESS_EXECUTORS = {"local"}
+
+# What to do when a store's server does not answer, by store backend alias.
+_UNREACHABLE_HINTS = {
+    "redis": "Start Redis, or point OPTIONS['url'] (env REDIS_URL) at it.",
+    "nats": "Start nats-server with JetStream (-js), or point OPTIONS['url'] (env NATS_URL) at it.",
+    "inngest": "Start the service, or point OPTIONS['base_url'] (env INNGEST_BASE_URL) at it.",
+    "dapr": "Start the Dapr sidecar with the state store component, or point "
+            "OPTIONS['base_url'] (env DAPR_BASE_URL) and OPTIONS['store_name'] at them.",
+}
+
 
 @checks.register("beluga_workflows")
 def check_settings(app_configs=None, **kwargs):
     from .conf import workflow_settings
     from .executor import list_executors
-    from .stores import create_store
 
-    errors = []
-    try:
-        store = create_store()
-    except ImproperlyConfigured as exc:
-        errors.append(checks.Error(str(exc), hint="Fix BELUGA_WORKFLOWS['STORE'].",
-                                   id="beluga_workflows.E001"))
-    else:
-        store.close()
+    errors = _check_store(workflow_settings)
     executor = workflow_settings.EXECUTOR
     backend = executor.get("BACKEND") if isinstance(executor, dict) else None
     if backend not in list_executors():
@@ -31,3 +35,47 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error("BELUGA_WORKFLOWS['LEASE_SECONDS'] must be a positive number",
                                    hint="The default is 30.", id="beluga_workflows.E003"))
     return errors
+
+
+def _check_store(workflow_settings) -> list[checks.CheckMessage]:
+    """The store can be built from its settings, its server answers, and it suits the executor."""
+    from .errors import StoreError
+    from .stores import STORE_ALIASES, create_store
+
+    try:
+        store = create_store()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint=(
+            f"Fix BELUGA_WORKFLOWS['STORE']: BACKEND is one of {', '.join(STORE_ALIASES)} or a "
+            f"dotted path, OPTIONS the keyword arguments of that store."),
+            id="beluga_workflows.E001")]
+    messages: list[checks.CheckMessage] = []
+    config = workflow_settings.STORE
+    alias = config.get("BACKEND", "django") if isinstance(config, dict) else "django"
+    try:
+        ping = getattr(store, "ping", None)
+        if ping is not None:
+            try:
+                ping()
+            except StoreError as exc:
+                messages.append(checks.Error(
+                    f"the {alias} workflow store cannot be reached: {exc}",
+                    hint=_UNREACHABLE_HINTS.get(alias, "Start its server or fix its OPTIONS."),
+                    id="beluga_workflows.E004"))
+        executor = workflow_settings.EXECUTOR
+        executor_backend = executor.get("BACKEND") if isinstance(executor, dict) else None
+        if executor_backend not in _SINGLE_PROCESS_EXECUTORS and not (
+                store.supports_compare_and_set and store.supports_listing):
+            lacks = [what for what, has in (("compare-and-set", store.supports_compare_and_set),
+                                            ("listing", store.supports_listing)) if not has]
+            messages.append(checks.Warning(
+                f"the {alias} workflow store has no {' and no '.join(lacks)}, but the "
+                f"{executor_backend!r} executor runs workflows in several processes: two workers "
+                f"can advance the same run (a step may run twice, a signal may be lost), and runs "
+                f"started by one process are invisible to the others' lists and recovery sweeps.",
+                hint="Use it with the 'local' executor in one process, or choose a store with "
+                     "compare-and-set and listing (django, redis, nats, dapr).",
+                id="beluga_workflows.W001"))
+    finally:
+        store.close()
+    return messages
