@@ -5,6 +5,10 @@ PostgreSQL as ``postgres``) in transactional mode, so threads with their own con
 other's commits. Their database access is declared at collection time (pytest-django creates only
 the test databases that collected tests declare). When the PostgreSQL server cannot be reached the
 run stops with the reason: a missing server is never a skipped test (``bin/test`` starts it).
+
+The document stores run on real servers too (``tests/stores/backends.py``): ``redis`` and ``nats``
+on the Redis and NATS JetStream servers, ``inngest`` and ``dapr`` on small HTTP servers the tests
+start, each test in a key prefix / bucket / server of its own, removed afterwards.
 """
 
 from __future__ import annotations
@@ -19,6 +23,8 @@ import pytest
 
 from beluga_workflows.stores.memory import MemoryStore
 
+from .stores.backends import DOCUMENT_BACKENDS, make_document_store, unreachable
+
 # Each backend: its param id -> the database alias it needs (None: no database).
 STORE_DATABASES: dict[str, str | None] = {
     "memory": None,
@@ -29,6 +35,10 @@ STORE_BACKENDS = [
     "memory",
     "django-sqlite",
     pytest.param("django-postgres", marks=pytest.mark.postgres),
+    pytest.param("redis", marks=pytest.mark.redis),
+    pytest.param("nats", marks=pytest.mark.nats),
+    "dapr",
+    "inngest",
 ]
 
 
@@ -39,7 +49,16 @@ def make_store(kind: str, request: pytest.FixtureRequest):
         from beluga_workflows.stores.django import DjangoStore
 
         return DjangoStore(using=STORE_DATABASES[kind])
+    if kind in DOCUMENT_BACKENDS:
+        store, clean = make_document_store(kind)
+        request.addfinalizer(clean)
+        return store
     raise LookupError(kind)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "redis: needs the Redis server")
+    config.addinivalue_line("markers", "nats: needs the NATS server with JetStream")
 
 
 @pytest.fixture(params=STORE_BACKENDS)
@@ -131,6 +150,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         callspec = getattr(item, "callspec", None)
         kind = callspec.params.get("store") if callspec else None
+        if kind in DOCUMENT_BACKENDS and unreachable(kind):
+            # Never a skip standing in for a missing server: bin/test starts Redis and NATS.
+            raise pytest.UsageError(f"{unreachable(kind)}; run bin/test, which starts it")
         alias = STORE_DATABASES.get(kind) if isinstance(kind, str) else None
         if alias is None:
             continue

@@ -3,6 +3,11 @@
 Each test states one promise of ``beluga_workflows.stores.base.WorkflowStore`` (the memory store is
 the reference) and checks it by doing it; the concurrency tests race real threads, each with its
 own database connection for the django store.
+
+A store documented as lacking compare-and-set (``supports_compare_and_set = False``: ``inngest``)
+cannot keep the concurrency promises across processes. Its concurrency tests first assert that
+documented limitation by doing it (``check_compare_and_set``: a write based on a stale read wins),
+then race the threads of this one process, which such a store must still keep apart.
 """
 
 from __future__ import annotations
@@ -540,7 +545,29 @@ def test_due_lists_free_runs_whose_wake_up_passed_oldest_first(store):
 
 # -- concurrency, by doing it -----------------------------------------------------------------------
 
+def check_compare_and_set(store) -> None:
+    """For a store without compare-and-set, show its documented limitation (else nothing to do).
+
+    Two processes' writers, played out step by step: one reads the run, another claims it, then
+    the first writes what it read. With compare-and-set that write is refused; without it, it
+    wins and the claim is silently undone -- the reason such a store is not for several workers.
+    """
+    if store.supports_compare_and_set:
+        return
+    from beluga_workflows.stores.go_document import decode_state
+
+    workflow_id = f"stale-{uuid.uuid4().hex[:8]}"
+    store.create(new_run(workflow_id))
+    doc, revision = store._read(workflow_id)  # writer A reads
+    assert store.claim(workflow_id, "B", at(30), T0) is not None  # writer B moves the run on
+    stale, _ = decode_state(doc)
+    assert store._write(workflow_id, doc, revision, stale) is True  # A's stale write wins
+    assert store.load(workflow_id).lease_owner == ""  # B's claim is gone: last writer wins
+    store.delete(workflow_id)
+
+
 def test_concurrent_claims_have_exactly_one_winner(store):
+    check_compare_and_set(store)
     for round_ in range(3):
         workflow_id = f"race-{round_}"
         store.create(new_run(workflow_id))
@@ -551,6 +578,7 @@ def test_concurrent_claims_have_exactly_one_winner(store):
 
 
 def test_concurrent_creates_of_one_id_have_exactly_one_winner(store):
+    check_compare_and_set(store)
     def start(i):
         try:
             store.create(new_run("same-id", input={"who": i}))
@@ -564,6 +592,7 @@ def test_concurrent_creates_of_one_id_have_exactly_one_winner(store):
 
 def test_concurrent_signals_are_never_lost_nor_consumed_twice(store):
     """Senders race a worker that claims, consumes one signal per checkpoint and suspends."""
+    check_compare_and_set(store)
     senders, per_sender = 4, 15
     total = senders * per_sender
     store.create(new_run("busy"))
