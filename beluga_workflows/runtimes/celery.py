@@ -139,7 +139,9 @@ class CeleryExecutor(WorkflowExecutor):
         try:
             if queue is None:
                 queue = self._queue_of(workflow_id)
-            options: dict[str, Any] = {}
+            # ignore_result: with a result backend configured (Redis), send_task would otherwise
+            # subscribe to each message's result, a round trip per send for a result nobody reads.
+            options: dict[str, Any] = {"ignore_result": True}
             if queue:
                 options["queue"] = queue
             if countdown is not None and countdown > 0:
