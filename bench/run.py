@@ -78,6 +78,27 @@ def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
+class LoadSampler:
+    """The 1-minute load average, sampled every 2 s while the bench runs (other processes show)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.samples: list[float] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.wait(2.0):
+            self.samples.append(os.getloadavg()[0])
+
+    def stop(self) -> dict[str, float]:
+        self._stop.set()
+        values = self.samples or [os.getloadavg()[0]]
+        return {"mean": statistics.mean(values), "max": max(values)}
+
+
 def environment() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BELUGA_", "CELERY_")) or k == "CELERY_DB_REUSE_MAX"}
@@ -576,6 +597,7 @@ def main(argv: list[str] | None = None) -> int:
     procs = Processes(env, log_dir)
     results: dict[str, Any] = {"sizes": sizes, "load_before": load_before,
                                "started": datetime.now().isoformat(timespec="seconds")}
+    sampler = LoadSampler()
     try:
         bench_started = time.monotonic()
         procs.start(redis_client)
@@ -596,6 +618,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.lists()
         results["elapsed_s"] = time.monotonic() - bench_started
     finally:
+        results["load_during"] = sampler.stop()
         procs.stop()
         from django.db import connections
 
@@ -611,9 +634,11 @@ def main(argv: list[str] | None = None) -> int:
     out = REPO / "var" / "bench" / f"results-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.write_text(json.dumps(results, indent=2, default=str))
     print()
+    during = results["load_during"]
     print(f"beluga_workflows benchmark ({'quick' if args.quick else 'full'}), "
-          f"{os.cpu_count()} cores, load average {load_before} before, {results['load_after']} after, "
-          f"{results['elapsed_s']:.0f} s; DBOS: {results['dbos']}")
+          f"{os.cpu_count()} cores, {results['elapsed_s']:.0f} s; load average (1 min) "
+          f"{load_before.split()[0]} before, {during['mean']:.2f} mean / {during['max']:.2f} max "
+          f"during (the bench's own processes count); DBOS: {results['dbos']}")
     print(table(results, sizes))
     print(f"\nfigures: {out.relative_to(REPO)}")
     return 0
