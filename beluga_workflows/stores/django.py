@@ -498,8 +498,14 @@ class DjangoStore(WorkflowStore):
         return list(rows[:limit])
 
     def watch(self, workflow_id: str) -> RunWatch:
-        """On PostgreSQL, run ends are pushed (``LISTEN``/``NOTIFY``, see ``django_listen.py``)."""
-        if connections[self.using].vendor != "postgresql":
+        """On PostgreSQL, run ends are pushed (``LISTEN``/``NOTIFY``, see ``django_listen.py``).
+
+        Not behind a transaction-mode pooler (``DISABLE_SERVER_SIDE_CURSORS``), which does not
+        deliver notifications: waiters poll there.
+        """
+        connection = connections[self.using]
+        if (connection.vendor != "postgresql"
+                or connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")):
             return RunWatch()
         from .django_listen import EndListener
 
