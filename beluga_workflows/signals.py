@@ -38,7 +38,7 @@ SENDER = "beluga_workflows"
 
 def _send(signal: Signal, *names: str):
     def send(*args):
-        signal.send(sender=SENDER, **dict(zip(names, args)))
+        signal.send(sender=SENDER, **dict(zip(names, args, strict=False)))
 
     return send
 

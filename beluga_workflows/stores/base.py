@@ -245,5 +245,5 @@ class WorkflowStore(abc.ABC):
         """
         return RunWatch()
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing to release
         """Release connections held by the store (optional)."""
