@@ -28,8 +28,6 @@ runs per call: fine for thousands of runs, not for millions. Ids starting with
 from __future__ import annotations
 
 import hashlib
-import os
-import threading
 from collections.abc import Iterable, Iterator
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -40,6 +38,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..errors import InvalidInputError, StoreError
 from ..types import WorkflowState
 from .document import DocumentStore
+from .http_client import ProcessClient
 
 __all__ = ["DaprStore"]
 
@@ -92,23 +91,13 @@ class DaprStore(DocumentStore):
         self.api_token = api_token
         self.timeout = timeout
         self.index_shards = index_shards
-        self._given_client = client
-        self._client: httpx.Client | None = client
-        self._pid = os.getpid()
-        self._client_lock = threading.Lock()
+        self._http = ProcessClient(timeout, client)
 
     # -- HTTP ----------------------------------------------------------------------------------
 
     @property
     def client(self) -> httpx.Client:
-        if self._pid != os.getpid():
-            # A forked child: a parent's thread may have held the lock at the fork, for ever.
-            self._client_lock = threading.Lock()
-        with self._client_lock:
-            if self._given_client is None and (self._client is None or self._pid != os.getpid()):
-                # First use, or a forked child: never share the parent's pooled sockets.
-                self._client, self._pid = httpx.Client(timeout=self.timeout), os.getpid()
-            return self._client
+        return self._http.get()
 
     def _state_url(self, *parts: str) -> str:
         path = "/".join(quote(p, safe="") for p in (self.store_name, *parts))
@@ -233,7 +222,4 @@ class DaprStore(DocumentStore):
         self._get(f"{INDEX_PREFIX}0")
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._given_client is None and self._client is not None:
-                self._client.close()
-                self._client = None
+        self._http.close()

@@ -25,7 +25,6 @@ What it cannot do, and what that means:
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterable
 from typing import Any
@@ -38,6 +37,7 @@ from ..errors import StoreError
 from ..serialization import dumps
 from ..types import WorkflowState
 from .document import DocumentStore
+from .http_client import ProcessClient
 
 __all__ = ["InngestStore"]
 
@@ -82,10 +82,7 @@ class InngestStore(DocumentStore):
         self.base_url = base_url.rstrip("/")
         self.event_key = event_key
         self.timeout = timeout
-        self._given_client = client
-        self._client: httpx.Client | None = client
-        self._pid = os.getpid()
-        self._client_lock = threading.Lock()
+        self._http = ProcessClient(timeout, client)
         self._cache: dict[str, dict] = {}
         self._cache_lock = threading.Lock()
 
@@ -93,14 +90,7 @@ class InngestStore(DocumentStore):
 
     @property
     def client(self) -> httpx.Client:
-        if self._pid != os.getpid():
-            # A forked child: a parent's thread may have held the lock at the fork, for ever.
-            self._client_lock = threading.Lock()
-        with self._client_lock:
-            if self._given_client is None and (self._client is None or self._pid != os.getpid()):
-                # First use, or a forked child: never share the parent's pooled sockets.
-                self._client, self._pid = httpx.Client(timeout=self.timeout), os.getpid()
-            return self._client
+        return self._http.get()
 
     def _url(self, workflow_id: str) -> str:
         return f"{self.base_url}/v1/workflows/{quote(workflow_id, safe='')}"
@@ -162,7 +152,4 @@ class InngestStore(DocumentStore):
         self._send("load", "GET", "beluga-workflows-check")
 
     def close(self) -> None:
-        with self._client_lock:
-            if self._given_client is None and self._client is not None:
-                self._client.close()
-                self._client = None
+        self._http.close()
