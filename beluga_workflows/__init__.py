@@ -4,8 +4,8 @@ Workflows are plain Python functions, checkpointed step by step and replayed aft
 without re-running what already completed. The public names are exactly those in ``__all__``.
 """
 
-from .context import WorkflowContext
-from .errors import (
+from .engine.context import WorkflowContext
+from .engine.errors import (
     ActivityError,
     InvalidInputError,
     NonDeterminismError,
@@ -20,20 +20,12 @@ from .errors import (
     WorkflowNotRunningError,
     WorkflowTimeoutError,
 )
-from .executor import (
-    WorkflowExecutor,
-    WorkflowHandle,
-    get_executor,
-    list_executors,
-    new,
-    register,
-)
-from .hooks import Hooks, compose_hooks
-from .middleware import apply_middleware, with_hooks
-from .registry import activity, workflow
-from .retry import DefaultRetryPolicy, RetryPolicy
-from .stores import get_store
-from .types import (
+from .engine.executor import WorkflowExecutor, WorkflowHandle
+from .engine.hooks import Hooks, compose_hooks
+from .engine.middleware import apply_middleware, with_hooks
+from .engine.registry import activity, workflow
+from .engine.retry import DefaultRetryPolicy, RetryPolicy
+from .engine.types import (
     EventType,
     HistoryEvent,
     Signal,
@@ -42,6 +34,8 @@ from .types import (
     WorkflowState,
     WorkflowStatus,
 )
+from .runtimes import get_executor, list_executors, new, register
+from .stores import get_store
 
 __all__ = [
     "ActivityError",

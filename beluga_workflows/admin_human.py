@@ -16,11 +16,10 @@ from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 
-from .activities import HumanTask, answer_human_task, pending_human_task
-from .context import HUMAN_WAIT_KIND
-from .errors import WorkflowError
+from .engine.errors import WorkflowError
+from .engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
 from .forms import HumanAnswerForm
-from .types import WorkflowFilter, WorkflowState, WorkflowStatus
+from .human import HUMAN_WAIT_KIND, HumanTask, answer_human_task, pending_human_task
 
 __all__ = ["HumanTaskViews"]
 

@@ -21,18 +21,19 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from .context import HUMAN_WAIT_KIND
-from .errors import (
+from .engine.errors import (
     InvalidInputError,
     WorkflowAlreadyExistsError,
     WorkflowError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from .executor import BUILTIN_QUERIES, WorkflowExecutor, get_executor
+from .engine.executor import BUILTIN_QUERIES, WorkflowExecutor
+from .engine.registry import registered_workflows
+from .engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowState, WorkflowStatus
 from .forms import QueryForm, SignalForm, StartWorkflowForm
-from .registry import registered_workflows
-from .types import Signal, WorkflowFilter, WorkflowOptions, WorkflowState, WorkflowStatus
+from .human import HUMAN_WAIT_KIND
+from .runtimes import get_executor
 
 if TYPE_CHECKING:
     from .stores.base import WorkflowStore

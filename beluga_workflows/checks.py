@@ -21,9 +21,9 @@ _UNREACHABLE_HINTS = {
 @checks.register("beluga_workflows")
 def check_settings(app_configs=None, **kwargs):
     from .conf import workflow_settings
-    from .executor import list_executors
+    from .runtimes import list_executors
 
-    errors = _check_store(workflow_settings)
+    errors = _check_keys(workflow_settings) + _check_store(workflow_settings)
     executor = workflow_settings.EXECUTOR
     backend = executor.get("BACKEND") if isinstance(executor, dict) else None
     if backend not in list_executors():
@@ -37,9 +37,26 @@ def check_settings(app_configs=None, **kwargs):
     return errors
 
 
+def _check_keys(workflow_settings) -> list[checks.CheckMessage]:
+    """Every key of ``BELUGA_WORKFLOWS`` is a setting (a typo would be silently ignored)."""
+    import difflib
+
+    from .conf import DEFAULTS
+
+    messages: list[checks.CheckMessage] = []
+    for key in workflow_settings.unknown_keys():
+        close = difflib.get_close_matches(key, DEFAULTS, n=1)
+        hint = f"Did you mean {close[0]!r}? " if close else ""
+        messages.append(checks.Warning(
+            f"BELUGA_WORKFLOWS[{key!r}] is not a beluga_workflows setting; it is ignored",
+            hint=f"{hint}The settings are: {', '.join(sorted(DEFAULTS))}.",
+            id="beluga_workflows.W002"))
+    return messages
+
+
 def _check_store(workflow_settings) -> list[checks.CheckMessage]:
     """The store can be built from its settings, its server answers, and it suits the executor."""
-    from .errors import StoreError
+    from .engine.errors import StoreError
     from .stores import STORE_ALIASES, create_store
 
     try:

@@ -1,17 +1,26 @@
 """Settings of beluga_workflows: the ``BELUGA_WORKFLOWS`` dict, read lazily, with defaults.
 
 ``workflow_settings.STORE`` etc. read ``settings.BELUGA_WORKFLOWS`` on first use and again after
-``override_settings`` changes it (the ``setting_changed`` signal), as DRF's settings do. Without a
-configured Django project the defaults apply, so the engine can be used from plain scripts.
+``override_settings`` changes it (the ``setting_changed`` signal), as DRF's settings do. Keys named
+in ``IMPORT_STRINGS`` hold dotted paths: they are imported here, once per settings value, and
+handed out as the objects they name. Without a configured Django project the defaults apply, so
+the engine can be used from plain scripts.
+
+``ConfiguredSingleton`` is the one lazy, reset-on-change holder of "the configured X" (the store,
+the executor).
 """
 
 from __future__ import annotations
 
-from typing import Any
+import threading
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
+from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
+from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "workflow_settings"]
+__all__ = ["DEFAULTS", "IMPORT_STRINGS", "ConfiguredSingleton", "on_reload", "workflow_settings"]
 
 DEFAULTS: dict[str, Any] = {
     # Where runs live: an alias (memory, django, redis, nats, inngest, dapr) or a dotted path.
@@ -37,31 +46,69 @@ DEFAULTS: dict[str, Any] = {
     ],
 }
 
+# Settings whose values are lists of dotted paths (or the objects themselves).
+IMPORT_STRINGS = ("HOOKS", "API_READ_PERMISSION_CLASSES", "API_WRITE_PERMISSION_CLASSES")
+
+
+def _import_list(key: str, value: Any) -> list[Any]:
+    """The objects a list of dotted paths names (objects given as such pass through).
+
+    Raises:
+        ImproperlyConfigured: naming ``BELUGA_WORKFLOWS[key]`` and the path that failed.
+    """
+    if isinstance(value, str) or not isinstance(value, (list, tuple)):
+        raise ImproperlyConfigured(f'BELUGA_WORKFLOWS["{key}"] must be a list of dotted paths')
+    objects = []
+    for path in value:
+        try:
+            objects.append(import_string(path) if isinstance(path, str) else path)
+        except ImportError as exc:
+            raise ImproperlyConfigured(f'BELUGA_WORKFLOWS["{key}"]: cannot import {path!r}: {exc}'
+                                       ) from exc
+    return objects
+
 
 class WorkflowSettings:
     """Attribute access to ``BELUGA_WORKFLOWS`` merged over ``DEFAULTS``."""
 
     def __init__(self) -> None:
         self._cache: dict[str, Any] | None = None
+        self._imported: dict[str, list[Any]] = {}
 
-    def _user(self) -> dict[str, Any]:
+    def user_settings(self) -> dict[str, Any]:
+        """``settings.BELUGA_WORKFLOWS`` as the site wrote it (``{}`` without a configured site)."""
         from django.conf import settings
 
         if not settings.configured:
             return {}
         value = getattr(settings, "BELUGA_WORKFLOWS", None) or {}
         if not isinstance(value, dict):
-            from django.core.exceptions import ImproperlyConfigured
-
             raise ImproperlyConfigured("BELUGA_WORKFLOWS must be a dict")
         return value
 
     def as_dict(self) -> dict[str, Any]:
+        """Every setting: the site's values over the defaults."""
         if self._cache is None:
             merged = dict(DEFAULTS)
-            merged.update(self._user())
+            merged.update(self.user_settings())
             self._cache = merged
         return self._cache
+
+    def imported(self, key: str) -> list[Any]:
+        """The objects the dotted paths of ``key`` (one of ``IMPORT_STRINGS``) name, imported once.
+
+        Raises:
+            ImproperlyConfigured: the value is not a list, or a path cannot be imported.
+        """
+        if key not in IMPORT_STRINGS:
+            raise KeyError(key)
+        if key not in self._imported:
+            self._imported[key] = _import_list(key, self.as_dict()[key])
+        return self._imported[key]
+
+    def unknown_keys(self) -> list[str]:
+        """Keys of ``BELUGA_WORKFLOWS`` that no setting has (typos), sorted."""
+        return sorted(k for k in self.user_settings() if k not in DEFAULTS)
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
@@ -72,17 +119,52 @@ class WorkflowSettings:
             raise AttributeError(f"no beluga_workflows setting {name!r}") from None
 
     def reload(self) -> None:
+        """Forget what was read: the next access reads ``BELUGA_WORKFLOWS`` again."""
         self._cache = None
+        self._imported = {}
 
 
 workflow_settings = WorkflowSettings()
 
-_reset_callbacks: list = []
+_reset_callbacks: list[Callable[[], None]] = []
 
 
-def on_reload(callback) -> None:
+def on_reload(callback: Callable[[], None]) -> None:
     """Call ``callback()`` whenever ``BELUGA_WORKFLOWS`` changes (caches of stores/executors)."""
     _reset_callbacks.append(callback)
+
+
+_T = TypeVar("_T")
+
+
+class ConfiguredSingleton(Generic[_T]):
+    """The configured instance of something, built on first use and rebuilt after a settings change.
+
+    Args:
+        build: makes the instance from the current settings.
+        close: how to release an instance that is dropped (after a change or ``reset()``).
+    """
+
+    def __init__(self, build: Callable[[], _T], close: Callable[[_T], None]) -> None:
+        self._build = build
+        self._close = close
+        self._lock = threading.Lock()
+        self._value: _T | None = None
+        on_reload(self.reset)
+
+    def get(self) -> _T:
+        """The instance, built once per process (thread-safe)."""
+        with self._lock:
+            if self._value is None:
+                self._value = self._build()
+            return self._value
+
+    def reset(self) -> None:
+        """Drop (and close) the instance; the next ``get()`` builds a new one."""
+        with self._lock:
+            value, self._value = self._value, None
+        if value is not None:
+            self._close(value)
 
 
 def _setting_changed(*, setting: str, **kwargs: Any) -> None:

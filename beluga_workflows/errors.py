@@ -1,27 +1,21 @@
-"""Errors raised by beluga_workflows.
+"""The import path of wave 1 for ``beluga_workflows.engine.errors``, kept for existing code."""
 
-Every error is a ``WorkflowError`` with a machine-readable ``code``; the classes group by what the
-caller cares about, not by where they are raised::
-
-    WorkflowError                      code
-    ├── WorkflowNotFoundError          not_found
-    ├── WorkflowAlreadyExistsError     conflict
-    ├── InvalidInputError              invalid_input
-    │   └── WorkflowNotRunningError    not_running   (signal/cancel of an ended run)
-    ├── WorkflowFailedError            failed        (handle.result() of a failed run)
-    ├── WorkflowCanceledError          canceled      (inside the workflow, and from handle.result())
-    ├── WorkflowTimeoutError           timeout       (handle.result() of a timed-out run)
-    ├── ActivityError                  activity_failed (an activity failed for good)
-    ├── NonRetryableError              non_retryable (raise it in an activity to stop retrying)
-    ├── NonDeterminismError            non_determinism (replay diverged from the history)
-    ├── SignalTimeoutError             timeout       (receive_signal(timeout=...) ran out)
-    └── StoreError                     provider_unavailable
-        └── ConflictError              conflict      (a compare-and-set or lease lost)
-"""
-
-from __future__ import annotations
-
-from typing import Any
+from .engine.errors import (  # noqa: F401
+    ActivityError,
+    ConflictError,
+    InvalidInputError,
+    NonDeterminismError,
+    NonRetryableError,
+    SignalTimeoutError,
+    StoreError,
+    WorkflowAlreadyExistsError,
+    WorkflowCanceledError,
+    WorkflowError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+    WorkflowTimeoutError,
+)
 
 __all__ = [
     "ActivityError",
@@ -39,142 +33,3 @@ __all__ = [
     "WorkflowNotRunningError",
     "WorkflowTimeoutError",
 ]
-
-
-class WorkflowError(Exception):
-    """Base of every beluga_workflows error.
-
-    Attributes:
-        code: a short machine-readable code (``not_found``, ``invalid_input``, ``conflict``, ...).
-        workflow_id: the workflow concerned, when there is one.
-    """
-
-    code = "error"
-
-    def __init__(self, message: str = "", *, workflow_id: str | None = None, code: str | None = None):
-        super().__init__(message)
-        self.message = message
-        self.workflow_id = workflow_id
-        if code is not None:
-            self.code = code
-
-    def __str__(self) -> str:
-        return self.message
-
-
-class WorkflowNotFoundError(WorkflowError):
-    """No workflow with that id exists in the store."""
-
-    code = "not_found"
-
-
-class WorkflowAlreadyExistsError(WorkflowError):
-    """A run with that workflow id is still open."""
-
-    code = "conflict"
-
-
-class InvalidInputError(WorkflowError):
-    """The caller gave something the API cannot accept; nothing was changed."""
-
-    code = "invalid_input"
-
-
-class WorkflowNotRunningError(InvalidInputError):
-    """The run has ended, so it can no longer be signalled or canceled."""
-
-    code = "not_running"
-
-
-class WorkflowFailedError(WorkflowError):
-    """The run failed; ``error`` holds the recorded ``{"type", "message", "traceback"}``."""
-
-    code = "failed"
-
-    def __init__(self, message: str = "", *, workflow_id: str | None = None, error: dict | None = None):
-        super().__init__(message, workflow_id=workflow_id)
-        self.error = error or {}
-
-
-class WorkflowCanceledError(WorkflowError):
-    """The run was canceled.
-
-    Raised inside workflow code by the first ``ctx`` call after a cancel was requested (catch it to
-    run clean-up activities), and by ``handle.result()`` for a canceled run.
-    """
-
-    code = "canceled"
-
-
-class WorkflowTimeoutError(WorkflowError):
-    """The run passed its ``WorkflowOptions.timeout`` and ended ``timed_out``."""
-
-    code = "timeout"
-
-
-class ActivityError(WorkflowError):
-    """An activity failed for good: attempts exhausted, a non-retryable error, or a bad result.
-
-    Attributes:
-        activity_name: the activity's registered name.
-        attempts: how many attempts were made.
-        cause: the last attempt's error as ``{"type", "message", "traceback"}``.
-    """
-
-    code = "activity_failed"
-
-    def __init__(
-        self,
-        message: str = "",
-        *,
-        workflow_id: str | None = None,
-        activity_name: str = "",
-        attempts: int = 0,
-        cause: dict | None = None,
-    ):
-        super().__init__(message, workflow_id=workflow_id)
-        self.activity_name = activity_name
-        self.attempts = attempts
-        self.cause = cause or {}
-
-
-class NonRetryableError(WorkflowError):
-    """Raise this from an activity to fail it at once, without further attempts."""
-
-    code = "non_retryable"
-
-
-class NonDeterminismError(WorkflowError):
-    """Replaying the workflow code diverged from its recorded history; the run is failed."""
-
-    code = "non_determinism"
-
-
-class SignalTimeoutError(WorkflowError):
-    """``ctx.receive_signal(name, timeout=...)`` saw no signal of that name in time."""
-
-    code = "timeout"
-
-
-class StoreError(WorkflowError):
-    """The store backend failed or could not be reached."""
-
-    code = "provider_unavailable"
-
-    def __init__(self, message: str = "", *, workflow_id: str | None = None, code: str | None = None):
-        super().__init__(message, workflow_id=workflow_id, code=code)
-
-
-class ConflictError(StoreError):
-    """A concurrent writer won: the version or lease this write depended on has changed."""
-
-    code = "conflict"
-
-
-def describe_exception(exc: BaseException, tb: str | None = None) -> dict[str, Any]:
-    """Return the JSON form of an exception that histories and states record."""
-    import traceback
-
-    if tb is None:
-        tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    return {"type": type(exc).__name__, "message": str(exc), "traceback": tb}

@@ -14,11 +14,12 @@ from typing import Any
 from django import forms
 from django.core.exceptions import ValidationError
 
-from .activities import HUMAN_DECISIONS
-from .errors import InvalidInputError
-from .executor import MAX_ID_LENGTH, get_executor, validate_workflow_id
-from .registry import registered_workflows
-from .serialization import to_json_value
+from .engine.errors import InvalidInputError
+from .engine.executor import MAX_ID_LENGTH, validate_workflow_id
+from .engine.registry import registered_workflows
+from .engine.serialization import to_json_value
+from .human import HUMAN_DECISIONS
+from .runtimes import get_executor
 
 __all__ = ["HumanAnswerForm", "JSONInputField", "QueryForm", "SignalForm", "StartWorkflowForm"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from django.db import models
 
-from .types import EventType, WorkflowStatus
+from .engine.types import EventType, WorkflowStatus
 
 __all__ = ["HistoryEvent", "PendingSignal", "WorkflowState"]
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.dispatch import Signal
 
-from .hooks import Hooks
+from .engine.hooks import Hooks
 
 __all__ = [
     "activity_completed",

@@ -20,7 +20,7 @@ from celery import shared_task
 from celery.signals import worker_ready
 from django.db import close_old_connections
 
-from .executor import get_executor
+from .runtimes import get_executor
 from .runtimes.celery import RECOVER_TASK, RUN_TASK
 
 __all__ = ["recover_workflows", "run_workflow"]
@@ -54,9 +54,7 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
 @shared_task(name=RECOVER_TASK, ignore_result=True)
 def recover_workflows(limit: int = 1000) -> int:
     """Send the runs that are due (timers passed, worker died, message lost); returns how many."""
-    executor = get_executor()
-    sweep = getattr(executor, "sweep", None)
-    sent = sweep(limit=limit) if sweep is not None else executor.recover(limit=limit)
+    sent = get_executor().sweep(limit=limit)
     if sent:
         logger.info("recovery sweep sent %d run(s)", len(sent))
     return len(sent)

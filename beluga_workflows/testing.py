@@ -18,11 +18,11 @@ from collections import deque
 from datetime import datetime, timedelta
 from typing import Any
 
-from .clock import VirtualClock
-from .executor import WorkflowExecutor
+from .engine.clock import VirtualClock
+from .engine.executor import WorkflowExecutor
+from .engine.types import WorkflowFilter, WorkflowState, WorkflowStatus, to_seconds
 from .stores.base import WorkflowStore
 from .stores.memory import MemoryStore
-from .types import WorkflowFilter, WorkflowState, WorkflowStatus, to_seconds
 
 __all__ = ["TimeSkippingExecutor", "WorkflowEnvironment"]
 

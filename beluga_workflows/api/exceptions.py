@@ -20,8 +20,7 @@ from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
 
-from ..activities import NO_HUMAN_TASK
-from ..errors import (
+from ..engine.errors import (
     ConflictError,
     InvalidInputError,
     StoreError,
@@ -30,6 +29,7 @@ from ..errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from ..human import NO_HUMAN_TASK
 
 __all__ = [
     "BadRequest",

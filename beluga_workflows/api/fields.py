@@ -15,9 +15,9 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..activities import HUMAN_DECISIONS
-from ..executor import MAX_ID_LENGTH
-from ..registry import registered_workflows
+from ..engine.executor import MAX_ID_LENGTH
+from ..engine.registry import registered_workflows
+from ..human import HUMAN_DECISIONS
 
 __all__ = [
     "MAX_TIMEOUT_SECONDS",

@@ -9,8 +9,6 @@ reads, staff users write.
 
 from __future__ import annotations
 
-from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 from rest_framework.permissions import SAFE_METHODS, BasePermission
 
 from ..conf import workflow_settings
@@ -19,19 +17,7 @@ __all__ = ["HasWorkflowModelPermission", "permissions_for"]
 
 
 def _load(setting: str) -> list[BasePermission]:
-    paths = getattr(workflow_settings, setting)
-    if isinstance(paths, str) or not isinstance(paths, (list, tuple)):
-        raise ImproperlyConfigured(f'BELUGA_WORKFLOWS["{setting}"] must be a list of dotted paths')
-    permissions = []
-    for path in paths:
-        try:
-            cls = import_string(path) if isinstance(path, str) else path
-        except ImportError as exc:
-            raise ImproperlyConfigured(
-                f'BELUGA_WORKFLOWS["{setting}"]: cannot import {path!r}: {exc}'
-            ) from exc
-        permissions.append(cls())
-    return permissions
+    return [cls() for cls in workflow_settings.imported(setting)]
 
 
 def permissions_for(method: str) -> list[BasePermission]:

@@ -21,8 +21,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from ..errors import WorkflowError
-from ..executor import get_executor, validate_workflow_id
+from ..engine.errors import WorkflowError
+from ..engine.executor import validate_workflow_id
+from ..runtimes import get_executor
 
 __all__ = ["Reading", "choose_reading", "readings_of"]
 

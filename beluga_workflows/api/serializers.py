@@ -13,8 +13,8 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..executor import MAX_ID_LENGTH
-from ..types import EventType, WorkflowState, WorkflowStatus
+from ..engine.executor import MAX_ID_LENGTH
+from ..engine.types import EventType, WorkflowState, WorkflowStatus
 from .fields import (
     MAX_TIMEOUT_SECONDS,
     SIGNAL_NAME_PATTERN,

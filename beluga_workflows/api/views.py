@@ -19,11 +19,11 @@ from rest_framework.serializers import Serializer
 from rest_framework.utils.urls import remove_query_param, replace_query_param
 from rest_framework.views import APIView
 
-from ..activities import NO_HUMAN_TASK, answer_human_task, pending_human_task
-from ..context import HUMAN_WAIT_KIND
-from ..errors import InvalidInputError, WorkflowError
-from ..executor import MAX_ID_LENGTH, WorkflowExecutor, get_executor, validate_workflow_id
-from ..types import Signal, WorkflowFilter, WorkflowOptions, WorkflowStatus
+from ..engine.errors import InvalidInputError, WorkflowError
+from ..engine.executor import MAX_ID_LENGTH, WorkflowExecutor, validate_workflow_id
+from ..engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowStatus
+from ..human import HUMAN_WAIT_KIND, NO_HUMAN_TASK, answer_human_task, pending_human_task
+from ..runtimes import get_executor
 from .exceptions import BadRequest, NotFound, api_exception_for, summarize_errors
 from .fields import WORKFLOW_ID_PATTERN
 from .permissions import permissions_for

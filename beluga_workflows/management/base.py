@@ -16,9 +16,10 @@ from django.core.management.base import BaseCommand, CommandError
 from django.core.serializers.json import DjangoJSONEncoder
 from django.db import DatabaseError
 
-from ..errors import WorkflowError
-from ..executor import WorkflowExecutor, get_executor
-from ..types import WorkflowStatus
+from ..engine.errors import WorkflowError
+from ..engine.executor import WorkflowExecutor
+from ..engine.types import WorkflowStatus
+from ..runtimes import get_executor
 
 __all__ = ["WorkflowCommand", "one_line"]
 

@@ -26,9 +26,12 @@ import logging
 from datetime import datetime, timedelta
 from typing import Any
 
+from django.core.exceptions import ImproperlyConfigured
 from django.db import DEFAULT_DB_ALIAS, transaction
 
-from ..executor import WorkflowExecutor
+from ..conf import workflow_settings
+from ..engine.executor import WorkflowExecutor
+from ..stores import get_store
 
 __all__ = ["RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
 
@@ -71,6 +74,8 @@ class CeleryExecutor(WorkflowExecutor):
         start_priority: int | None = None,
         **options: Any,
     ) -> None:
+        require_celery()
+        options.setdefault("store", get_store)
         super().__init__(**options)
         self._app = app
         self._start_priority = start_priority
@@ -207,6 +212,20 @@ def _in_default_transaction() -> bool:
 
 
 def _recover_interval() -> float:
-    from ..conf import workflow_settings
-
     return float(workflow_settings.RECOVER_INTERVAL)
+
+
+def require_celery() -> None:
+    """Raise a clear error when Celery, which this runtime sends its tasks with, is missing.
+
+    Raises:
+        ImproperlyConfigured: naming the extra to install.
+    """
+    try:
+        import celery  # noqa: F401
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            'the "celery" executor needs Celery, which is not installed: '
+            'pip install "beluga-workflows[celery]" (or choose BELUGA_WORKFLOWS["EXECUTOR"] = '
+            '{"BACKEND": "local"})'
+        ) from exc

@@ -16,7 +16,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
 
-from ..executor import WorkflowExecutor
+from ..engine.executor import WorkflowExecutor
+from ..stores import get_store
 
 __all__ = ["LocalExecutor"]
 
@@ -28,7 +29,11 @@ class LocalExecutor(WorkflowExecutor):
 
     name = "local"
 
+    # workflows_recover advances due runs in its own process: it has no workers to send them to.
+    dispatch_verb = "advanced in this process"
+
     def __init__(self, *, max_workers: int = 8, sweep_interval: float = 1.0, **options: Any) -> None:
+        options.setdefault("store", get_store)
         super().__init__(**options)
         self._pool = ThreadPoolExecutor(max_workers=int(max_workers), thread_name_prefix="beluga-wf")
         self._sweep_interval = float(sweep_interval)
@@ -90,6 +95,11 @@ class LocalExecutor(WorkflowExecutor):
                     self.recover()
                 except Exception:
                     logger.exception("recovery sweep failed")
+
+    def dispatch(self, workflow_ids: list[str]) -> None:
+        """Advance these due runs in the calling thread (a command's process ends right after)."""
+        for workflow_id in workflow_ids:
+            self.run(workflow_id)
 
     def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
         # Runs ended here wake the waiter at once; runs ended by another worker or process are

@@ -7,13 +7,12 @@ alias (``memory``, ``django``, ``redis``, ``nats``, ``inngest``, ``dapr``) or th
 
 from __future__ import annotations
 
-import threading
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.module_loading import import_string
 
-from ..conf import on_reload, workflow_settings
+from ..conf import ConfiguredSingleton, workflow_settings
 from .base import WorkflowStore
 
 __all__ = ["STORE_ALIASES", "WorkflowStore", "create_store", "get_store", "reset_store"]
@@ -27,8 +26,8 @@ STORE_ALIASES = {
     "dapr": "beluga_workflows.stores.dapr.DaprStore",
 }
 
-_lock = threading.Lock()
-_store: WorkflowStore | None = None
+# The extra that brings each store's client library, for the error when it is missing.
+STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http"}
 
 
 def store_class(backend: Any) -> type[WorkflowStore]:
@@ -45,6 +44,12 @@ def store_class(backend: Any) -> type[WorkflowStore]:
     try:
         cls = import_string(path)
     except ImportError as exc:
+        extra = STORE_EXTRAS.get(backend)
+        if extra is not None:
+            raise ImproperlyConfigured(
+                f'BELUGA_WORKFLOWS["STORE"]["BACKEND"] = {backend!r} needs a library that is not '
+                f'installed ({exc}): pip install "beluga-workflows[{extra}]"'
+            ) from exc
         raise ImproperlyConfigured(
             f'BELUGA_WORKFLOWS["STORE"]["BACKEND"] = {backend!r} cannot be imported ({exc}); '
             f"use one of {', '.join(STORE_ALIASES)} or a dotted path to a WorkflowStore subclass"
@@ -73,21 +78,14 @@ def create_store(config: dict[str, Any] | None = None) -> WorkflowStore:
         ) from exc
 
 
+_configured = ConfiguredSingleton(create_store, lambda store: store.close())
+
+
 def get_store() -> WorkflowStore:
     """The configured store, built once per process (again after the settings change)."""
-    global _store
-    with _lock:
-        if _store is None:
-            _store = create_store()
-        return _store
+    return _configured.get()
 
 
 def reset_store() -> None:
-    global _store
-    with _lock:
-        if _store is not None:
-            _store.close()
-        _store = None
-
-
-on_reload(reset_store)
+    """Close the configured store; the next ``get_store()`` builds it anew."""
+    _configured.reset()

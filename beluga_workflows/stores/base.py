@@ -24,16 +24,16 @@ import time
 from datetime import datetime
 from typing import Any
 
-from ..types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.types import (
+    HistoryEvent,
+    RunEnd,
+    Signal,
+    WorkflowFilter,
+    WorkflowState,
+    WorkflowStatus,
+)
 
 __all__ = ["RunEnd", "RunWatch", "WorkflowStore"]
-
-
-class RunEnd(dict):
-    """How a run ends: ``{"status": WorkflowStatus, "result": ..., "error": dict | None}``."""
-
-    def __init__(self, status: WorkflowStatus, result: Any = None, error: dict | None = None):
-        super().__init__(status=WorkflowStatus(status), result=result, error=error)
 
 
 class RunWatch:

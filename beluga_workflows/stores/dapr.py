@@ -35,8 +35,8 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.core.exceptions import ImproperlyConfigured
 
-from ..errors import InvalidInputError, StoreError
-from ..types import WorkflowState
+from ..engine.errors import InvalidInputError, StoreError
+from ..engine.types import WorkflowState
 from .document import DocumentStore
 from .http_client import ProcessClient
 

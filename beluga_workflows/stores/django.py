@@ -34,7 +34,7 @@ from django.db import DatabaseError, DataError, IntegrityError, connections, tra
 from django.db.models import Case, Count, F, Q, Value, When
 
 from .. import models
-from ..errors import (
+from ..engine.errors import (
     ConflictError,
     InvalidInputError,
     StoreError,
@@ -43,7 +43,7 @@ from ..errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from ..types import (
+from ..engine.types import (
     HistoryEvent,
     Signal,
     WorkflowFilter,

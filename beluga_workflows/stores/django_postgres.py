@@ -32,7 +32,7 @@ from django.db import connections, transaction
 from django.db.models import Field, JSONField
 
 from .. import models
-from ..types import EventType, HistoryEvent, Signal, WorkflowStatus
+from ..engine.types import EventType, HistoryEvent, Signal, WorkflowStatus
 from .base import RunEnd
 from .django_rows import end_values, event_values
 

@@ -1,4 +1,4 @@
-"""Rows of the ``django`` store's tables to and from the engine's types (``beluga_workflows.types``)."""
+"""Rows of the ``django`` store's tables to and from the engine's types (``beluga_workflows.engine.types``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .. import models
-from ..types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
+from ..engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
 from .base import RunEnd
 
 __all__ = ["end_values", "event_row", "event_values", "from_event_row", "from_signal_row",

@@ -35,7 +35,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 from typing import Any, TypeVar
 
-from ..errors import (
+from ..engine.errors import (
     ConflictError,
     InvalidInputError,
     StoreError,
@@ -44,7 +44,7 @@ from ..errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from ..types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from .base import RunEnd, WorkflowStore
 from .go_document import decode_state, encode_state
 

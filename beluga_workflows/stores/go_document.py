@@ -22,7 +22,7 @@ import math
 from datetime import datetime, timezone
 from typing import Any
 
-from ..types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
+from ..engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
 
 __all__ = ["EXTRA", "decode_state", "encode_state", "format_time", "parse_time"]
 

@@ -33,9 +33,9 @@ from urllib.parse import quote, urlsplit
 import httpx
 from django.core.exceptions import ImproperlyConfigured
 
-from ..errors import StoreError
-from ..serialization import dumps
-from ..types import WorkflowState
+from ..engine.errors import StoreError
+from ..engine.serialization import dumps
+from ..engine.types import WorkflowState
 from .document import DocumentStore
 from .http_client import ProcessClient
 

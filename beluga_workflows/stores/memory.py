@@ -13,13 +13,13 @@ import threading
 from datetime import datetime
 from typing import Any
 
-from ..errors import (
+from ..engine.errors import (
     ConflictError,
     WorkflowAlreadyExistsError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from ..types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from .base import RunEnd, WorkflowStore
 
 __all__ = ["MemoryStore"]

@@ -38,9 +38,9 @@ import nats.js.api
 import nats.js.errors
 from django.core.exceptions import ImproperlyConfigured
 
-from ..errors import InvalidInputError, StoreError
-from ..serialization import dumps
-from ..types import WorkflowState
+from ..engine.errors import InvalidInputError, StoreError
+from ..engine.serialization import dumps
+from ..engine.types import WorkflowState
 from .document import DocumentStore
 
 __all__ = ["NatsStore", "decode_key", "encode_key"]

@@ -30,9 +30,9 @@ from urllib.parse import urlsplit
 import redis
 from django.core.exceptions import ImproperlyConfigured
 
-from ..errors import StoreError
-from ..serialization import dumps
-from ..types import WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.errors import StoreError
+from ..engine.serialization import dumps
+from ..engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
 from .document import DocumentStore, guarded, matches
 
 __all__ = ["RedisStore"]

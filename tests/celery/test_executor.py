@@ -14,7 +14,7 @@ from django.db import transaction
 from django.test import override_settings
 
 from beluga_workflows import Signal, WorkflowContext, WorkflowOptions, get_store, workflow
-from beluga_workflows.clock import VirtualClock
+from beluga_workflows.engine.clock import VirtualClock
 from beluga_workflows.runtimes.celery import RUN_TASK, CeleryExecutor
 from beluga_workflows.stores.memory import MemoryStore
 

@@ -109,7 +109,7 @@ def test_shipped_activities_run_durably_in_a_workflow(env):
 
 
 def test_shipped_activities_are_recorded_under_their_own_names():
-    from beluga_workflows.registry import activity_definition
+    from beluga_workflows.engine.registry import activity_definition
 
     assert activity_definition(summarise).name == "engine.activities.summarise"
     assert activity_definition(LLMActivity(fake_llm)).name == "llm"

@@ -23,7 +23,7 @@ from beluga_workflows import (
     register,
     workflow,
 )
-from beluga_workflows.registry import get_workflow, registered_workflows
+from beluga_workflows.engine.registry import get_workflow, registered_workflows
 from beluga_workflows.runtimes.local import LocalExecutor
 
 from .support import Calls, unique, wait_until
@@ -199,7 +199,7 @@ def test_register_and_new(store):
     finally:
         for executor in made:
             executor.close()
-        from beluga_workflows import executor as executor_module
+        from beluga_workflows import runtimes as executor_module
 
         executor_module._factories.pop(name, None)
 

@@ -18,8 +18,8 @@ from beluga_workflows import (
     with_hooks,
     workflow,
 )
-from beluga_workflows.hooks import HOOK_NAMES
-from beluga_workflows.middleware import ExecutorMiddleware
+from beluga_workflows.engine.hooks import HOOK_NAMES
+from beluga_workflows.engine.middleware import ExecutorMiddleware
 from beluga_workflows.testing import WorkflowEnvironment
 
 from .support import Calls, unique

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from beluga_workflows.api.serializers import WorkflowSerializer
+from beluga_workflows.engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga_workflows.management.base import WorkflowCommand
-from beluga_workflows.types import WorkflowFilter, WorkflowState, WorkflowStatus
 
 DEFAULT_LIMIT = 50
 COLUMNS = ("ID", "TYPE", "STATUS", "STARTED", "ENDED", "WAITING FOR")

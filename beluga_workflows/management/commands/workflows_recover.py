@@ -6,9 +6,9 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.management.base import BaseCommand, CommandError
 from django.db import DatabaseError
 
-from beluga_workflows.errors import WorkflowError
-from beluga_workflows.executor import get_executor
-from beluga_workflows.types import WorkflowState
+from beluga_workflows.engine.errors import WorkflowError
+from beluga_workflows.engine.types import WorkflowState
+from beluga_workflows.runtimes import get_executor
 
 # How many ids to print before summarising the rest.
 SHOWN = 50
@@ -44,13 +44,7 @@ class Command(BaseCommand):
             due = store.due(now, limit)
             states = {wf: store.load(wf, with_history=False) for wf in due[:SHOWN]}
             if not dry_run:
-                if executor.name == "celery":
-                    for workflow_id in due:
-                        executor.schedule(workflow_id)
-                else:
-                    # A runtime without outside workers (``local``): advance them here, now.
-                    for workflow_id in due:
-                        executor.run(workflow_id)
+                executor.dispatch(due)
         except ImproperlyConfigured as exc:
             raise CommandError(f"beluga_workflows is not configured correctly: {exc}") from exc
         except (WorkflowError, DatabaseError) as exc:
@@ -63,8 +57,7 @@ class Command(BaseCommand):
             self.stdout.write(f"  {workflow_id}  {self.style.NOTICE(reason(states[workflow_id]))}")
         if len(due) > SHOWN:
             self.stdout.write(f"  ... and {len(due) - SHOWN} more")
-        verb = "due (dry run, nothing scheduled)" if dry_run else (
-            "re-scheduled" if executor.name == "celery" else "advanced in this process")
+        verb = "due (dry run, nothing scheduled)" if dry_run else executor.dispatch_verb
         self.stdout.write(self.style.SUCCESS(f"{len(due)} run(s) {verb}."))
         if len(due) == limit:
             self.stdout.write(self.style.WARNING(

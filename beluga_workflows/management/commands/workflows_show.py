@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from beluga_workflows.api.serializers import HistoryEventSerializer, WorkflowSerializer
+from beluga_workflows.engine.types import HistoryEvent, WorkflowState
 from beluga_workflows.management.base import WorkflowCommand
-from beluga_workflows.types import HistoryEvent, WorkflowState
 
 DETAIL_WIDTH = 70
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from beluga_workflows.engine.types import Signal
 from beluga_workflows.management.base import WorkflowCommand
-from beluga_workflows.types import Signal
 
 
 class Command(WorkflowCommand):

@@ -7,9 +7,9 @@ import shlex
 from django.core.management.base import CommandError
 
 from beluga_workflows.api.fields import MAX_TIMEOUT_SECONDS
+from beluga_workflows.engine.registry import registered_workflows
+from beluga_workflows.engine.types import WorkflowOptions
 from beluga_workflows.management.base import WorkflowCommand
-from beluga_workflows.registry import registered_workflows
-from beluga_workflows.types import WorkflowOptions
 
 DEFAULT_WAIT = 300.0
 

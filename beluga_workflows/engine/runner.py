@@ -15,7 +15,7 @@ import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .clock import Clock, SystemClock
 from .context import StopReplay, Suspend, TimedOut, WorkflowContext
@@ -31,8 +31,10 @@ from .hooks import Hooks
 from .registry import get_workflow
 from .retry import RetryPolicy
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
-from .stores.base import RunEnd, WorkflowStore
-from .types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
+from .types import EventType, HistoryEvent, RunEnd, Signal, WorkflowState, WorkflowStatus
+
+if TYPE_CHECKING:
+    from ..stores.base import WorkflowStore
 
 __all__ = ["ActivationResult", "RunnerConfig", "new_owner", "query_workflow", "run_workflow"]
 

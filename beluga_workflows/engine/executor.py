@@ -1,0 +1,392 @@
+"""Starting and steering workflows: the executor and its handles.
+
+``WorkflowExecutor`` holds every operation on runs (execute, signal, cancel, query, recover) once;
+runtimes subclass it only to say how a run is scheduled onto a worker (threads in this process,
+Celery tasks). The admin, the REST API and the management commands all go through it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from .clock import Clock, SystemClock
+from .errors import (
+    InvalidInputError,
+    StoreError,
+    WorkflowCanceledError,
+    WorkflowFailedError,
+    WorkflowNotFoundError,
+    WorkflowTimeoutError,
+)
+from .hooks import Hooks, compose_hooks
+from .registry import get_workflow, workflow_name
+from .retry import RetryPolicy
+from .runner import ActivationResult, RunnerConfig, query_workflow, run_workflow
+from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
+from .types import (
+    EventType,
+    HistoryEvent,
+    Signal,
+    WorkflowOptions,
+    WorkflowState,
+    WorkflowStatus,
+    to_seconds,
+)
+
+if TYPE_CHECKING:
+    from ..stores.base import WorkflowStore
+
+__all__ = [
+    "BUILTIN_QUERIES",
+    "MAX_ID_LENGTH",
+    "WorkflowExecutor",
+    "WorkflowHandle",
+    "validate_workflow_id",
+]
+
+MAX_ID_LENGTH = 255
+BUILTIN_QUERIES = ("status", "result", "history")
+_CONTROL_CHARS = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def validate_workflow_id(workflow_id: Any) -> str:
+    """Return ``workflow_id`` if every store can hold it, else raise ``InvalidInputError``.
+
+    Any printable text of 1 to 255 characters is accepted (unicode, ``/`` and inner spaces
+    included); control characters, surrounding whitespace and ``.``/``..`` are refused.
+    """
+    if not isinstance(workflow_id, str):
+        raise InvalidInputError(f"workflow id must be a string, not {type(workflow_id).__name__}")
+    if not workflow_id:
+        raise InvalidInputError("workflow id must not be empty")
+    if len(workflow_id) > MAX_ID_LENGTH:
+        raise InvalidInputError(
+            f"workflow id is {len(workflow_id)} characters long; the limit is {MAX_ID_LENGTH}"
+        )
+    if _CONTROL_CHARS.search(workflow_id):
+        raise InvalidInputError("workflow id must not contain control characters (newline, tab, NUL...)")
+    if workflow_id != workflow_id.strip():
+        raise InvalidInputError("workflow id must not start or end with whitespace")
+    if workflow_id in (".", ".."):
+        raise InvalidInputError("workflow id must not be '.' or '..'")
+    return workflow_id
+
+
+class WorkflowHandle:
+    """A started run: read its status, wait for its result, signal, query or cancel it."""
+
+    def __init__(self, executor: WorkflowExecutor, workflow_id: str, run_id: str):
+        self.executor = executor
+        self.id = workflow_id
+        self.run_id = run_id
+
+    def __repr__(self) -> str:
+        return f"<WorkflowHandle id={self.id!r} run_id={self.run_id!r}>"
+
+    def state(self) -> WorkflowState:
+        """This run as the store has it now (without history)."""
+        state = self.executor.store.load(self.id, with_history=False)
+        if state is None or state.run_id != self.run_id:
+            raise WorkflowNotFoundError(
+                f"run {self.run_id} of workflow {self.id!r} is no longer in the store",
+                workflow_id=self.id,
+            )
+        return state
+
+    def status(self) -> WorkflowStatus:
+        """The run's status, read from the store."""
+        return self.state().status
+
+    def result(self, timeout: timedelta | float | None = None) -> Any:
+        """Wait for the run to end and return its result.
+
+        Raises:
+            WorkflowFailedError / WorkflowCanceledError / WorkflowTimeoutError: the run ended so.
+            TimeoutError: the run was still open after ``timeout``.
+        """
+        seconds = to_seconds(timeout, "timeout")
+        state = self.executor.wait(self.id, self.run_id, seconds)
+        return outcome_of(state)
+
+    def signal(self, name: str, payload: Any = None) -> Signal:
+        return self.executor.signal(self.id, Signal(name=name, payload=payload))
+
+    def query(self, query_type: str) -> Any:
+        return self.executor.query(self.id, query_type)
+
+    def cancel(self) -> None:
+        self.executor.cancel(self.id)
+
+
+def outcome_of(state: WorkflowState) -> Any:
+    """The result of an ended run, or the error its status stands for."""
+    error = state.error or {}
+    message = error.get("message", "")
+    if state.status is WorkflowStatus.COMPLETED:
+        return state.result
+    if state.status is WorkflowStatus.FAILED:
+        raise WorkflowFailedError(
+            f"workflow {state.workflow_id!r} failed: {error.get('type', 'Error')}: {message}",
+            workflow_id=state.workflow_id, error=error,
+        )
+    if state.status is WorkflowStatus.CANCELED:
+        raise WorkflowCanceledError(f"workflow {state.workflow_id!r} was canceled",
+                                    workflow_id=state.workflow_id)
+    if state.status is WorkflowStatus.TIMED_OUT:
+        raise WorkflowTimeoutError(f"workflow {state.workflow_id!r} timed out: {message}",
+                                   workflow_id=state.workflow_id)
+    raise InvalidInputError(f"workflow {state.workflow_id!r} is still running")
+
+
+class WorkflowExecutor:
+    """Every operation on runs, written once. Subclasses provide ``schedule`` (and may improve ``wait``).
+
+    Args:
+        store: where runs live, or a zero-argument callable returning it (asked on first use;
+            the runtimes pass ``get_store``, the configured store).
+        hooks: lifecycle hooks fired by activations this executor runs.
+        clock: the time source (tests pass a ``VirtualClock``).
+        lease_seconds: how long a worker's claim on a run lasts without renewal.
+        in_place_wait: retry backoffs up to this many seconds are waited in place.
+        max_payload_bytes: the largest encoded input, result or payload accepted.
+    """
+
+    name = "base"
+
+    def __init__(
+        self,
+        *,
+        store: WorkflowStore | Callable[[], WorkflowStore] | None = None,
+        hooks: Hooks | None = None,
+        clock: Clock | None = None,
+        lease_seconds: float = 30.0,
+        in_place_wait: float = 1.0,
+        max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
+        default_retry: RetryPolicy | None = None,
+    ) -> None:
+        self._store = store
+        self.hooks = hooks or Hooks()
+        self.clock = clock or SystemClock()
+        self.lease_seconds = float(lease_seconds)
+        self.in_place_wait = float(in_place_wait)
+        self.max_payload_bytes = max_payload_bytes
+        self.default_retry = default_retry or RetryPolicy()
+
+    # -- configuration ------------------------------------------------------------------------
+
+    @property
+    def store(self) -> WorkflowStore:
+        """Where runs live (a store given as a zero-argument callable is asked on first use)."""
+        if self._store is None:
+            raise StoreError(f"{type(self).__name__} was built without a store")
+        if callable(self._store):  # a provider: stores themselves are not callable
+            self._store = self._store()
+        return self._store
+
+    def add_hooks(self, hooks: Hooks) -> None:
+        """Fire ``hooks`` (after those already set) in activations this executor runs."""
+        self.hooks = compose_hooks(self.hooks, hooks)
+
+    def runner_config(self) -> RunnerConfig:
+        return RunnerConfig(
+            store=self.store, clock=self.clock, hooks=self.hooks, lease_seconds=self.lease_seconds,
+            in_place_wait=self.in_place_wait, max_payload=self.max_payload_bytes,
+            default_retry=self.default_retry,
+        )
+
+    # -- starting -------------------------------------------------------------------------------
+
+    def execute(self, workflow: Callable[..., Any] | str, options: WorkflowOptions | None = None
+                ) -> WorkflowHandle:
+        """Record a new run and schedule it; returns without waiting for any of its work.
+
+        Raises:
+            InvalidInputError: unknown workflow type, bad id, non-JSON or oversized input, bad timeout.
+            WorkflowAlreadyExistsError: a run of that id is still open.
+        """
+        if options is None:
+            options = WorkflowOptions()
+        elif isinstance(options, dict):
+            options = WorkflowOptions(**options)
+        elif not isinstance(options, WorkflowOptions):
+            raise InvalidInputError("options must be a WorkflowOptions")
+        type_name = workflow_name(workflow)
+        get_workflow(type_name)
+        workflow_id = (validate_workflow_id(options.id) if options.id is not None
+                       else f"wf-{uuid.uuid4()}")
+        data = to_json_value(options.input, "workflow input", max_bytes=self.max_payload_bytes)
+        timeout = to_seconds(options.timeout, "workflow timeout")
+        if timeout is not None and timeout <= 0:
+            raise InvalidInputError("workflow timeout must be positive")
+        if options.queue is not None and (not isinstance(options.queue, str) or not options.queue):
+            raise InvalidInputError("queue must be a non-empty string")
+
+        now = self.clock.now()
+        state = WorkflowState(
+            workflow_id=workflow_id,
+            run_id=uuid.uuid4().hex,
+            workflow_type=type_name,
+            input=data,
+            created_at=now,
+            updated_at=now,
+            deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
+            queue=options.queue,
+            wake_at=now,
+            history=[HistoryEvent(id=1, type=EventType.WORKFLOW_STARTED, timestamp=now,
+                                  activity_name=type_name, input=data)],
+        )
+        self.store.create(state)
+        self.schedule_start(workflow_id, queue=options.queue or "")
+        return WorkflowHandle(self, workflow_id, state.run_id)
+
+    def get_handle(self, workflow_id: str) -> WorkflowHandle:
+        """A handle on the latest run of ``workflow_id``.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+        """
+        state = self._load(workflow_id, with_history=False)
+        return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    # -- steering -------------------------------------------------------------------------------
+
+    def signal(self, workflow_id: str, signal: Signal) -> Signal:
+        """Deliver ``signal`` to the open run; once this returns, the signal is never lost.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowNotRunningError: its run has ended.
+            InvalidInputError: bad signal name or a non-JSON / oversized payload.
+        """
+        validate_workflow_id(workflow_id)
+        if not isinstance(signal, Signal):
+            raise InvalidInputError("signal must be a Signal(name, payload)")
+        if not isinstance(signal.name, str) or not signal.name.strip() or len(signal.name) > 255:
+            raise InvalidInputError("signal name must be a non-empty string of at most 255 characters")
+        if not isinstance(signal.sender_id, str):
+            raise InvalidInputError("signal sender_id must be a string")
+        payload = to_json_value(signal.payload, "signal payload", max_bytes=self.max_payload_bytes)
+        accepted = self.store.add_signal(
+            workflow_id,
+            Signal(name=signal.name, payload=payload, sent_at=signal.sent_at or self.clock.now(),
+                   sender_id=signal.sender_id),
+            self.clock.now(),
+        )
+        self.schedule(workflow_id)
+        return accepted
+
+    def cancel(self, workflow_id: str) -> None:
+        """Request cancellation: the next ``ctx`` call in the workflow raises ``WorkflowCanceledError``.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            WorkflowNotRunningError: its run has ended.
+        """
+        validate_workflow_id(workflow_id)
+        state = self.store.request_cancel(workflow_id, self.clock.now())
+        self.schedule(workflow_id, queue=state.queue or "")
+
+    def query(self, workflow_id: str, query_type: str) -> Any:
+        """Answer a query: built-ins ``status``, ``result``, ``history``; others go to the workflow.
+
+        Raises:
+            WorkflowNotFoundError: no such workflow.
+            InvalidInputError: unknown query type.
+        """
+        if not isinstance(query_type, str) or not query_type:
+            raise InvalidInputError("query type must be a non-empty string")
+        builtin = query_type in BUILTIN_QUERIES
+        state = self._load(workflow_id, with_history=not builtin or query_type == "history")
+        if query_type == "status":
+            return state.status.value
+        if query_type == "result":
+            return state.result
+        if query_type == "history":
+            return [event.to_dict() for event in state.history]
+        return query_workflow(self.runner_config(), state, query_type)
+
+    def recover(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """Schedule every run that is due: timers passed, wake-ups lost, or worker died (lease expired)."""
+        due = self.store.due(now or self.clock.now(), limit)
+        for workflow_id in due:
+            self.schedule(workflow_id)
+        return due
+
+    def sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """The periodic recovery pass (Celery beat, a worker's timer); returns the ids it scheduled.
+
+        By default ``recover``; a runtime whose wake-ups may already be on their way to a worker
+        refines it (the Celery runtime sends runs shortly before they come due).
+        """
+        return self.recover(now, limit)
+
+    # How ``dispatch`` hands runs over, in a few words (``workflows_recover`` prints it).
+    dispatch_verb = "re-scheduled"
+
+    def dispatch(self, workflow_ids: list[str]) -> None:
+        """Hand these due runs to the workers now (``workflows_recover``): schedule each."""
+        for workflow_id in workflow_ids:
+            self.schedule(workflow_id)
+
+    # -- running --------------------------------------------------------------------------------
+
+    def run(self, workflow_id: str) -> ActivationResult:
+        """Advance one run in this thread now (what a worker does when a run is scheduled)."""
+        return run_workflow(self.runner_config(), workflow_id)
+
+    def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
+        """Arrange for a worker to call ``run(workflow_id)`` (at ``at``, if given).
+
+        ``queue`` is the run's queue when the caller knows it (``""``: the default queue), ``None``
+        when it does not (a runtime that routes by queue then looks it up).
+        """
+        raise NotImplementedError(f"{type(self).__name__} cannot schedule runs")
+
+    def schedule_start(self, workflow_id: str, *, queue: str | None = None) -> None:
+        """Schedule a run's first activation (a runtime may rank it after wake-ups of older runs)."""
+        self.schedule(workflow_id, queue=queue)
+
+    def wait(self, workflow_id: str, run_id: str, timeout: float | None) -> WorkflowState:
+        """Block until the run has ended and return it; ``TimeoutError`` after ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        delay = 0.002
+        # Subscribed before the first look, so an end in between still wakes us.
+        with self.store.watch(workflow_id) as watch:
+            while True:
+                state = self.store.load(workflow_id, with_history=False)
+                if state is None or state.run_id != run_id:
+                    raise WorkflowNotFoundError(
+                        f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
+                        workflow_id=workflow_id,
+                    )
+                if not state.is_open:
+                    return state
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise TimeoutError(f"workflow {workflow_id!r} still running after {timeout:g} s")
+                # A store that pushes ends wakes us; look anyway now and then (a lost notification).
+                pause = 1.0 if watch.pushed else delay
+                if deadline is not None:
+                    pause = min(pause, max(deadline - time.monotonic(), 0))
+                if watch.pushed:
+                    watch.wait(pause)
+                else:
+                    self._sleep_until_change(workflow_id, pause)
+                    delay = min(delay * 2, 0.1)
+
+    def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
+        time.sleep(seconds)
+
+    def close(self) -> None:
+        """Stop background threads, if any."""
+
+    def _load(self, workflow_id: str, *, with_history: bool) -> WorkflowState:
+        validate_workflow_id(workflow_id)
+        state = self.store.load(workflow_id, with_history=with_history)
+        if state is None:
+            raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}", workflow_id=workflow_id)
+        return state

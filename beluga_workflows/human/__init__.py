@@ -1,0 +1,23 @@
+"""Asking people from workflows: ``HumanActivity``, and listing and answering pending requests."""
+
+from .activity import (
+    HUMAN_DECISIONS,
+    HUMAN_SIGNAL_PREFIX,
+    HUMAN_WAIT_KIND,
+    NO_HUMAN_TASK,
+    STALE_HUMAN_TASK,
+    HumanActivity,
+)
+from .tasks import HumanTask, answer_human_task, pending_human_task
+
+__all__ = [
+    "HUMAN_DECISIONS",
+    "HUMAN_SIGNAL_PREFIX",
+    "HUMAN_WAIT_KIND",
+    "NO_HUMAN_TASK",
+    "STALE_HUMAN_TASK",
+    "HumanActivity",
+    "HumanTask",
+    "answer_human_task",
+    "pending_human_task",
+]
