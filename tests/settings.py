@@ -2,6 +2,7 @@
 
 ``default`` is SQLite (or whatever ``DATABASE_URL`` says); ``postgres`` points at the PostgreSQL
 server of ``BELUGA_TEST_POSTGRES_URL`` so one pytest run covers the django store on both.
+``outage`` is a database on a PostgreSQL server of its own that the outage tests start and crash.
 ``celery`` is the PostgreSQL database that the Celery integration tests (``tests/celery``) share
 with the worker processes they start: not a pytest-django test database, but one those tests
 create, migrate and drop themselves, named after this test process so sessions never collide.
@@ -24,6 +25,12 @@ DATABASES["celery"] = environ.Env.db_url_config(
             default="postgres://postgres@127.0.0.1:5432/beluga_celery")
 )
 DATABASES["celery"]["NAME"] = f"{DATABASES['celery']['NAME']}_{os.getpid()}"
+
+# The private PostgreSQL server that tests/celery/test_outages.py starts, crashes and restarts.
+OUTAGE_POSTGRES_PORT = env.int("BELUGA_TEST_OUTAGE_POSTGRES_PORT", default=54329)
+DATABASES["outage"] = environ.Env.db_url_config(
+    f"postgres://postgres@127.0.0.1:{OUTAGE_POSTGRES_PORT}/beluga_outage"
+)
 
 PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
 

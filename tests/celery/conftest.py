@@ -130,14 +130,14 @@ def shared_database(django_db_blocker, redis_client) -> str:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
-def _base_env(database_url: str) -> dict[str, str]:
+def _base_env(database_url: str, broker_url: str = REDIS_URL) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BELUGA_", "CELERY_"))}
     env.update({
         "DJANGO_SETTINGS_MODULE": "tests.celery.worker_settings",
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
         "PYTHONUNBUFFERED": "1",
         "DATABASE_URL": database_url,
-        "CELERY_BROKER_URL": REDIS_URL,
+        "CELERY_BROKER_URL": broker_url,
         "BELUGA_TEST_REDIS_URL": REDIS_URL,
         "BELUGA_TEST_PREFIX": PREFIX,
         "BELUGA_TEST_QUEUE": QUEUE,
@@ -151,7 +151,8 @@ def _base_env(database_url: str) -> dict[str, str]:
 class Cluster:
     """Worker and beat processes around the shared database, and an executor sending to them."""
 
-    def __init__(self, database_url: str, redis_client, log_dir: Path) -> None:
+    def __init__(self, database_url: str, redis_client, log_dir: Path, *,
+                 broker_url: str = REDIS_URL, alias: str = ALIAS) -> None:
         from celery import Celery
 
         from beluga_workflows.runtimes.celery import CeleryExecutor
@@ -159,16 +160,17 @@ class Cluster:
 
         self.redis = redis_client
         self.log_dir = log_dir
-        self.env = _base_env(database_url)
+        self.env = _base_env(database_url, broker_url)
         self.env.update({
             "BELUGA_VAR_DIR": str(log_dir / "var"),
             "BELUGA_LEASE_SECONDS": "30",
             "BELUGA_RECOVER_INTERVAL": "1",
         })
-        self.app = Celery("beluga-tests", broker=REDIS_URL, set_as_current=False)
+        self.app = Celery("beluga-tests", broker=broker_url, set_as_current=False)
         self.app.conf.update(task_default_queue=QUEUE, task_serializer="json",
                              accept_content=["json"], broker_connection_retry_on_startup=True)
-        self.store = DjangoStore(using=ALIAS)
+        self.alias = alias
+        self.store = DjangoStore(using=alias)
         self.executor = CeleryExecutor(store=self.store, app=self.app)
         self.workers: list[subprocess.Popen] = []
         self.beat: subprocess.Popen | None = None
@@ -183,25 +185,35 @@ class Cluster:
 
     # -- processes ------------------------------------------------------------------------------
 
-    def _spawn(self, args: list[str], log_name: str) -> subprocess.Popen:
+    def _spawn(self, args: list[str], log_name: str, host: Any = None) -> subprocess.Popen:
+        """Start a Celery process (inside test host ``host``'s namespace, if given)."""
         log = open(self.log_dir / log_name, "ab")  # noqa: SIM115 - closed with the process
+        command = [sys.executable, "-m", "celery", "--quiet", "-A", "beluga_project", *args]
+        env = self.env
+        if host is not None:  # it reaches the servers over its own link only
+            command = host.command(command)
+            env = {k: v.replace("127.0.0.1", host.address) if k.endswith("_URL") else v
+                   for k, v in self.env.items()}
         proc = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--quiet", "-A", "beluga_project", *args],
-            cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            command, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL, start_new_session=True,
         )
         proc.log = log  # type: ignore[attr-defined]
         return proc
 
-    def start_workers(self, count: int = 2, *, wait: bool = True) -> list[subprocess.Popen]:
-        """Start ``count`` worker processes (prefork pool of one), by default until they consume."""
+    def start_workers(self, count: int = 2, *, wait: bool = True, host: Any = None
+                      ) -> list[subprocess.Popen]:
+        """Start ``count`` worker processes (prefork pool of one), by default until they consume.
+
+        ``host``: a ``hosts.TestHost`` to run them in (its namespace, its link).
+        """
         self._generation += 1
         names = [f"w{i}-g{self._generation}-{SESSION}@localhost" for i in range(count)]
         started = [
             self._spawn(["worker", "--pool", "prefork", "--concurrency", "1", "-n", name,
                          "-Q", QUEUE, "--without-gossip", "--without-mingle",
                          "--without-heartbeat", "--loglevel", "WARNING"],
-                        f"worker-{name.split('@')[0]}.log")
+                        f"worker-{name.split('@')[0]}.log", host)
             for name in names
         ]
         self.workers.extend(started)
@@ -288,13 +300,40 @@ class Cluster:
         entries = self.redis.lrange(f"{PREFIX}:fx:{workflow_id}:{step}", 0, -1)
         return [(int(g), int(p), t) for g, p, t in (e.split(":") for e in entries)]
 
+    def check_steps_ran_once(self, ids: Iterable[str], steps: int, *, faulty: set[int]
+                             ) -> list[tuple[str, int]]:
+        """Assert that every run completed and that no recorded step ran again.
+
+        A step may have run twice only when its first execution was in flight in a process group
+        of ``faulty`` (killed, cut off, or cut from its database). Returns the steps that ran twice.
+        """
+        repeated = []
+        for workflow_id in ids:
+            state = self.store.load(workflow_id)
+            assert state.status.value == "completed", (workflow_id, state.error)
+            tokens = [e.result["token"] for e in state.history
+                      if e.type.value == "activity_completed"]
+            assert state.result == tokens
+            for i in range(steps):
+                runs = self.effects(workflow_id, i)
+                assert runs, f"{workflow_id} step {i} never ran"
+                # The recorded execution is the last one: a recorded step never runs again.
+                assert runs[-1][2] == tokens[i], f"{workflow_id} step {i} ran after it was recorded"
+                assert [r[2] for r in runs].count(tokens[i]) == 1
+                if len(runs) > 1:
+                    # Every earlier execution was in flight in a faulty process group.
+                    assert all(group in faulty for group, _, _ in runs[:-1]), runs
+                    assert len(runs) == 2, f"{workflow_id} step {i} ran {len(runs)} times: {runs}"
+                    repeated.append((workflow_id, i))
+        return repeated
+
     def clean(self) -> None:
         """Empty the shared database's tables and this session's Redis keys."""
         from django.apps import apps
         from django.db import connections
 
         tables = [m._meta.db_table for m in apps.get_app_config("beluga_workflows").get_models()]
-        with connections[ALIAS].cursor() as cursor:
+        with connections[self.alias].cursor() as cursor:
             cursor.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY CASCADE")
         keys = list(self.redis.scan_iter(f"{PREFIX}*", count=1000))
         for n in range(0, len(keys), 500):
