@@ -93,8 +93,9 @@ def test_postgres_crashes_and_redis_losing_its_queue_twice_each_lose_no_run(outa
         # Each outage hits running work: a few more runs complete in between.
         target = (n + 1) * RUNS // 10
         wait_for(lambda t=target: completed(cluster) >= t, 120,
-                 lambda: f"{target} runs to complete before outage {n + 1}: "
-                         f"{cluster.describe_open()}\n{cluster.log_tail()}", interval=0.05)
+                 lambda t=target, k=n + 1: f"{t} runs to complete before outage {k}: "
+                                           f"{cluster.describe_open()}\n{cluster.log_tail()}",
+                 interval=0.05)
         at = time.monotonic()
         restart()
         outages.append(f"{what} at {at - started:.1f} s (down {time.monotonic() - at:.1f} s)")
