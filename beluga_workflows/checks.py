@@ -8,15 +8,6 @@ from django.core.exceptions import ImproperlyConfigured
 # Executors whose runs may be advanced by more than one process.
 _SINGLE_PROCESS_EXECUTORS = {"local"}
 
-# What to do when a store's server does not answer, by store backend alias.
-_UNREACHABLE_HINTS = {
-    "redis": "Start Redis, or point OPTIONS['url'] (env REDIS_URL) at it.",
-    "nats": "Start nats-server with JetStream (-js), or point OPTIONS['url'] (env NATS_URL) at it.",
-    "inngest": "Start the service, or point OPTIONS['base_url'] (env INNGEST_BASE_URL) at it.",
-    "dapr": "Start the Dapr sidecar with the state store component, or point "
-            "OPTIONS['base_url'] (env DAPR_BASE_URL) and OPTIONS['store_name'] at them.",
-}
-
 
 @checks.register("beluga_workflows")
 def check_settings(app_configs=None, **kwargs):
@@ -30,6 +21,8 @@ def check_settings(app_configs=None, **kwargs):
         errors.append(checks.Error(
             f"BELUGA_WORKFLOWS['EXECUTOR']['BACKEND'] = {backend!r} is not a registered executor",
             hint=f"Use one of: {', '.join(list_executors())}.", id="beluga_workflows.E002"))
+    elif backend == "celery":
+        errors += _check_celery()
     lease = workflow_settings.LEASE_SECONDS
     if not isinstance(lease, (int, float)) or lease <= 0:
         errors.append(checks.Error("BELUGA_WORKFLOWS['LEASE_SECONDS'] must be a positive number",
@@ -55,8 +48,7 @@ def _check_keys(workflow_settings) -> list[checks.CheckMessage]:
 
 
 def _check_store(workflow_settings) -> list[checks.CheckMessage]:
-    """The store can be built from its settings, its server answers, and it suits the executor."""
-    from .engine.errors import StoreError
+    """The store can be built from its settings, answers its own check, and suits the executor."""
     from .stores import STORE_ALIASES, create_store
 
     try:
@@ -66,19 +58,8 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
             f"Fix BELUGA_WORKFLOWS['STORE']: BACKEND is one of {', '.join(STORE_ALIASES)} or a "
             f"dotted path, OPTIONS the keyword arguments of that store."),
             id="beluga_workflows.E001")]
-    messages: list[checks.CheckMessage] = []
-    config = workflow_settings.STORE
-    alias = config.get("BACKEND", "django") if isinstance(config, dict) else "django"
     try:
-        ping = getattr(store, "ping", None)
-        if ping is not None:
-            try:
-                ping()
-            except StoreError as exc:
-                messages.append(checks.Error(
-                    f"the {alias} workflow store cannot be reached: {exc}",
-                    hint=_UNREACHABLE_HINTS.get(alias, "Start its server or fix its OPTIONS."),
-                    id="beluga_workflows.E004"))
+        messages = list(store.check())
         executor = workflow_settings.EXECUTOR
         executor_backend = executor.get("BACKEND") if isinstance(executor, dict) else None
         if executor_backend not in _SINGLE_PROCESS_EXECUTORS and not (
@@ -86,7 +67,7 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
             lacks = [what for what, has in (("compare-and-set", store.supports_compare_and_set),
                                             ("listing", store.supports_listing)) if not has]
             messages.append(checks.Warning(
-                f"the {alias} workflow store has no {' and no '.join(lacks)}, but the "
+                f"the {store.backend_name} workflow store has no {' and no '.join(lacks)}, but the "
                 f"{executor_backend!r} executor runs workflows in several processes: two workers "
                 f"can advance the same run (a step may run twice, a signal may be lost), and runs "
                 f"started by one process are invisible to the others' lists and recovery sweeps.",
@@ -96,3 +77,15 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
     finally:
         store.close()
     return messages
+
+
+def _check_celery() -> list[checks.CheckMessage]:
+    """The celery executor's library is installed (the ``celery`` extra)."""
+    from .runtimes.celery import require_celery
+
+    try:
+        require_celery()
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="Install the celery extra, or choose the local executor.",
+                             id="beluga_workflows.E005")]
+    return []

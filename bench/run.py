@@ -403,7 +403,7 @@ class Bench:
         from django.db import transaction
 
         from beluga_workflows.models import HistoryEvent as EventRow
-        from beluga_workflows.stores.django_rows import event_row, run_row
+        from beluga_workflows.stores.django.rows import event_row, run_row
         from beluga_workflows.types import EventType, HistoryEvent, WorkflowState
 
         steps = self.sizes["replay_steps"]

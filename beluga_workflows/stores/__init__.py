@@ -10,9 +10,8 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
-from ..conf import ConfiguredSingleton, workflow_settings
+from ..conf import ConfiguredSingleton, import_backend, workflow_settings
 from .base import WorkflowStore
 
 __all__ = ["STORE_ALIASES", "WorkflowStore", "create_store", "get_store", "reset_store"]
@@ -40,25 +39,10 @@ def store_class(backend: Any) -> type[WorkflowStore]:
         raise ImproperlyConfigured(
             'BELUGA_WORKFLOWS["STORE"]["BACKEND"] must be a store alias or a dotted path'
         )
-    path = STORE_ALIASES.get(backend, backend)
-    try:
-        cls = import_string(path)
-    except ImportError as exc:
-        extra = STORE_EXTRAS.get(backend)
-        if extra is not None:
-            raise ImproperlyConfigured(
-                f'BELUGA_WORKFLOWS["STORE"]["BACKEND"] = {backend!r} needs a library that is not '
-                f'installed ({exc}): pip install "beluga-workflows[{extra}]"'
-            ) from exc
-        raise ImproperlyConfigured(
-            f'BELUGA_WORKFLOWS["STORE"]["BACKEND"] = {backend!r} cannot be imported ({exc}); '
-            f"use one of {', '.join(STORE_ALIASES)} or a dotted path to a WorkflowStore subclass"
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, WorkflowStore)):
-        raise ImproperlyConfigured(
-            f'BELUGA_WORKFLOWS["STORE"]["BACKEND"] = {backend!r} is not a WorkflowStore subclass'
-        )
-    return cls
+    return import_backend(
+        "STORE", STORE_ALIASES.get(backend, backend), WorkflowStore, label=backend,
+        extra=STORE_EXTRAS.get(backend),
+        hint=f"; use one of {', '.join(STORE_ALIASES)} or a dotted path to a WorkflowStore subclass")
 
 
 def create_store(config: dict[str, Any] | None = None) -> WorkflowStore:

@@ -14,16 +14,35 @@ guarantees under concurrency:
 - ``due`` lists runs a worker should pick up: not leased (or lease expired) and ``wake_at`` passed.
 
 Backends that cannot do compare-and-set set ``supports_compare_and_set = False`` and say so.
+
+Every store reports the same refusals with the same words (``lease_lost``, ``already_open``,
+``no_open_run``), and its backend's own failures as the contract's errors: a method decorated with
+``guarded(operation)`` turns the exceptions in ``backend_errors`` into ``backend_error(...)``, a
+``StoreError`` naming the backend and the operation unless the store says otherwise.
+``check()`` is what ``manage.py check`` asks the store (see ``beluga_workflows.checks``).
 """
 
 from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import time
+from collections.abc import Callable
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+from django.core import checks
+
+from ..engine.errors import (
+    ConflictError,
+    InvalidInputError,
+    StoreError,
+    WorkflowAlreadyExistsError,
+    WorkflowError,
+    WorkflowNotFoundError,
+    WorkflowNotRunningError,
+)
 from ..engine.types import (
     HistoryEvent,
     RunEnd,
@@ -33,7 +52,75 @@ from ..engine.types import (
     WorkflowStatus,
 )
 
-__all__ = ["RunEnd", "RunWatch", "WorkflowStore"]
+__all__ = [
+    "RunEnd",
+    "RunWatch",
+    "WorkflowStore",
+    "already_open",
+    "check_history",
+    "guarded",
+    "lease_lost",
+    "no_open_run",
+]
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def guarded(operation: str) -> Callable[[_F], _F]:
+    """Decorate a store method so that its backend's failures surface as the contract's errors.
+
+    An exception in the store's ``backend_errors`` raised by the method is replaced by
+    ``store.backend_error(operation, exc)`` (chained to it); the contract's own errors
+    (``WorkflowError``) and anything else pass through unchanged.
+    """
+
+    def decorate(method: _F) -> _F:
+        @functools.wraps(method)
+        def wrapper(self: WorkflowStore, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return method(self, *args, **kwargs)
+            except WorkflowError:
+                raise
+            except self.backend_errors as exc:
+                raise self.backend_error(operation, exc) from exc
+
+        return wrapper  # type: ignore[return-value]
+
+    return decorate
+
+
+def lease_lost(workflow_id: str) -> ConflictError:
+    """The error of a fenced write whose caller no longer holds the run's lease."""
+    return ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+
+
+def already_open(workflow_id: str, run_id: str) -> WorkflowAlreadyExistsError:
+    """The error of ``create`` while run ``run_id`` of ``workflow_id`` is still open."""
+    return WorkflowAlreadyExistsError(
+        f"workflow {workflow_id!r} already has an open run ({run_id})", workflow_id=workflow_id)
+
+
+def no_open_run(workflow_id: str, status: str | None) -> WorkflowError:
+    """Why a signal or cancel found no open run: none at all (``status`` ``None``), or it ended.
+
+    Returns ``WorkflowNotFoundError`` or ``WorkflowNotRunningError`` (naming ``status``).
+    """
+    if status is None:
+        return WorkflowNotFoundError(f"no workflow with id {workflow_id!r}", workflow_id=workflow_id)
+    return WorkflowNotRunningError(f"workflow {workflow_id!r} has ended ({status})",
+                                   workflow_id=workflow_id)
+
+
+def check_history(state: WorkflowState) -> None:
+    """Refuse a run to ``save`` or ``create`` whose history numbers two events alike.
+
+    Raises:
+        InvalidInputError: two events of ``state.history`` have the same ``id``.
+    """
+    ids = [e.id for e in state.history]
+    if len(set(ids)) != len(ids):
+        raise InvalidInputError(f"history of {state.workflow_id!r} has duplicate event ids",
+                                workflow_id=state.workflow_id)
 
 
 class RunWatch:
@@ -70,9 +157,42 @@ class WorkflowStore(abc.ABC):
     supports_compare_and_set: bool = True
     # ``list`` reads the backend itself, so every process sees every run.
     supports_listing: bool = True
+    # The store's name in messages ("the redis workflow store cannot be reached", "redis/claim").
+    backend_name: str = "custom"
+    # The client library's exceptions that ``guarded`` methods report through ``backend_error``.
+    backend_errors: tuple[type[BaseException], ...] = ()
+    # What ``manage.py check`` advises when ``ping`` fails.
+    unreachable_hint: str = "Start its server or fix its OPTIONS."
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+
+    # -- health and failures --------------------------------------------------------------------
+
+    def ping(self) -> None:  # noqa: B027 - optional hook: a store without a server has nothing to ask
+        """Check that the backend answers (optional; the default asks nothing).
+
+        Raises:
+            StoreError: it cannot be reached (the message says where and why).
+        """
+
+    def check(self) -> list[checks.CheckMessage]:
+        """What ``manage.py check`` reports about this store: ``beluga_workflows.E004`` when
+        ``ping`` fails, with the store's ``unreachable_hint``; nothing when it answers."""
+        try:
+            self.ping()
+        except StoreError as exc:
+            return [checks.Error(f"the {self.backend_name} workflow store cannot be reached: {exc}",
+                                 hint=self.unreachable_hint, id="beluga_workflows.E004")]
+        return []
+
+    def backend_error(self, operation: str, exc: BaseException) -> WorkflowError:
+        """The contract's error for ``exc``, a failure of the backend in ``operation``.
+
+        The default is a ``StoreError`` naming the backend and the operation (``"redis/claim:
+        ..."``); a store whose backend tells bad input from an outage overrides it.
+        """
+        return StoreError(f"{self.backend_name}/{operation}: {exc}")
 
     # -- the public contract -------------------------------------------------------------------
 

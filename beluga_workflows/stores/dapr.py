@@ -63,6 +63,8 @@ class DaprStore(DocumentStore):
 
     backend_name = "dapr"
     backend_errors = (httpx.HTTPError,)
+    unreachable_hint = ("Start the Dapr sidecar with the state store component, or point "
+                        "OPTIONS['base_url'] (env DAPR_BASE_URL) and OPTIONS['store_name'] at them.")
 
     def __init__(self, base_url: str = "http://127.0.0.1:3500", store_name: str = "statestore",
                  api_token: str = "", timeout: float = 10.0, index_shards: int = 16,
@@ -97,6 +99,7 @@ class DaprStore(DocumentStore):
 
     @property
     def client(self) -> httpx.Client:
+        """The ``httpx.Client`` of this process (a new one after a fork)."""
         return self._http.get()
 
     def _state_url(self, *parts: str) -> str:

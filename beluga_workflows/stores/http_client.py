@@ -24,6 +24,7 @@ class ProcessClient:
         self._lock = threading.Lock()
 
     def get(self) -> httpx.Client:
+        """The client to send with: the given one, or this process's own (made on first use)."""
         if self._pid != os.getpid():
             # A forked child: a parent's thread may have held the lock at the fork, for ever.
             self._lock = threading.Lock()
@@ -34,6 +35,7 @@ class ProcessClient:
             return self._client
 
     def close(self) -> None:
+        """Close the client made here, if any (a given one is left open)."""
         with self._lock:
             if self._given is None and self._client is not None:
                 self._client.close()

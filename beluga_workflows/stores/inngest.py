@@ -57,6 +57,8 @@ class InngestStore(DocumentStore):
 
     backend_name = "inngest"
     backend_errors = (httpx.HTTPError,)
+    unreachable_hint = ("Start the service, or point OPTIONS['base_url'] (env INNGEST_BASE_URL) "
+                        "at it.")
     # PUT overwrites: writes are last-writer-wins across processes.
     supports_compare_and_set = False
     # Listing is this process's cache of the runs it wrote or read.
@@ -90,6 +92,7 @@ class InngestStore(DocumentStore):
 
     @property
     def client(self) -> httpx.Client:
+        """The ``httpx.Client`` of this process (a new one after a fork)."""
         return self._http.get()
 
     def _url(self, workflow_id: str) -> str:

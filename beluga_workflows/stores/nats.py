@@ -148,6 +148,8 @@ class NatsStore(DocumentStore):
 
     backend_name = "nats"
     backend_errors = (nats.errors.Error, TimeoutError, OSError)
+    unreachable_hint = ("Start nats-server with JetStream (-js), or point OPTIONS['url'] "
+                        "(env NATS_URL) at it.")
 
     def __init__(self, url: str = "nats://127.0.0.1:4222", bucket: str = "beluga_workflows",
                  timeout: float = 5.0, connect_timeout: float = 5.0, storage: str = "file",

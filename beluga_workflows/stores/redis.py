@@ -33,7 +33,9 @@ from django.core.exceptions import ImproperlyConfigured
 from ..engine.errors import StoreError
 from ..engine.serialization import dumps
 from ..engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
-from .document import DocumentStore, guarded, matches
+from .base import guarded
+from .document import DocumentStore
+from .transitions import matches
 
 __all__ = ["RedisStore"]
 
@@ -94,6 +96,7 @@ class RedisStore(DocumentStore):
 
     backend_name = "redis"
     backend_errors = (redis.RedisError,)
+    unreachable_hint = "Start Redis, or point OPTIONS['url'] (env REDIS_URL) at it."
 
     def __init__(self, url: str = "redis://127.0.0.1:6379/0", key_prefix: str = "beluga_workflows:",
                  socket_timeout: float = 5.0, client: redis.Redis | None = None,

@@ -20,8 +20,8 @@ import threading
 import time
 from typing import Any
 
-from .base import RunWatch
-from .django_postgres import END_CHANNEL
+from ..base import RunWatch
+from .postgres import END_CHANNEL, psycopg
 
 __all__ = ["EndListener"]
 
@@ -59,6 +59,7 @@ class EndListener:
 
     @classmethod
     def for_alias(cls, alias: str) -> EndListener:
+        """The listener of database ``alias`` in this process (made on first use)."""
         with cls._instances_lock:
             listener = cls._instances.get(alias)
             if listener is None:
@@ -86,6 +87,7 @@ class EndListener:
         return watch
 
     def unsubscribe(self, watch: _Watch) -> None:
+        """Forget ``watch``: run ends no longer wake it."""
         with self._lock:
             watches = self._watches.get(watch.workflow_id)
             if watches is not None:
@@ -103,7 +105,6 @@ class EndListener:
             watch.event.set()
 
     def _connect(self) -> Any:
-        import psycopg
         from django.db import connections
 
         params = connections[self.alias].get_connection_params()

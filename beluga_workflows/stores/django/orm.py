@@ -14,44 +14,44 @@ Every write that depends on the run's state is a conditional ``UPDATE`` whose ro
   same transaction as the inbox insert, so a signal can neither land in an ended run nor slip past
   a suspension.
 
-On PostgreSQL the row lock taken by each ``UPDATE`` serialises writers of one run and the hot
-operations are single statements (data-modifying CTEs, see ``django_postgres.py``): one round
-trip and one commit per checkpoint. Elsewhere (SQLite) they run as short transactions through the ORM; SQLite
-serialises writers, and ``"transaction_mode": "IMMEDIATE"`` (as in the example project's settings)
-makes a transaction take the write lock up front instead of failing on upgrade.
+This module runs them through the ORM, as short transactions; SQLite serialises writers, and
+``"transaction_mode": "IMMEDIATE"`` (as in the example project's settings) makes a transaction take
+the write lock up front instead of failing on upgrade. On PostgreSQL, ``DjangoStore(...)`` builds a
+``PostgresDjangoStore`` (``postgres.py``) instead, whose hot operations are single statements: one
+round trip and one commit per checkpoint. Each hot operation's database work is a method of its
+own here (``_take_lease``, ``_append_row``, ``_release``, ``_file_signal`` ...), which that
+subclass overrides; what the operation decides around it is written once, here.
 """
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, TypeVar
+from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, DataError, IntegrityError, connections, transaction
 from django.db.models import Case, Count, F, Q, Value, When
 
-from .. import models
-from ..engine.errors import (
+from ... import models
+from ...engine.errors import (
     ConflictError,
     InvalidInputError,
     StoreError,
-    WorkflowAlreadyExistsError,
     WorkflowError,
-    WorkflowNotFoundError,
-    WorkflowNotRunningError,
 )
-from ..engine.types import (
-    HistoryEvent,
-    Signal,
-    WorkflowFilter,
-    WorkflowState,
-    WorkflowStatus,
+from ...engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from ..base import (
+    RunEnd,
+    WorkflowStore,
+    already_open,
+    check_history,
+    guarded,
+    lease_lost,
+    no_open_run,
 )
-from .base import RunEnd, RunWatch, WorkflowStore
-from .django_rows import (
+from .rows import (
     end_values,
     event_row,
     from_event_row,
@@ -66,7 +66,6 @@ RUNNING = WorkflowStatus.RUNNING.value
 # Columns of a run without its input: what writes return (the input never changes after create).
 CONTROL_FIELDS = [f.attname for f in models.WorkflowState._meta.concrete_fields if f.name != "input"]
 RUN_FIELDS = CONTROL_FIELDS + ["input"]
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _next_char(char: str) -> str:
@@ -75,41 +74,25 @@ def _next_char(char: str) -> str:
     return chr(0xE000 if 0xD800 <= following <= 0xDFFF else following)
 
 
-def _guarded(operation: str) -> Callable[[_F], _F]:
-    """Turn database failures of ``operation`` into ``StoreError`` / ``InvalidInputError``."""
-
-    def decorate(method: _F) -> _F:
-        @functools.wraps(method)
-        def wrapper(self: DjangoStore, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except WorkflowError:
-                raise
-            except DataError as exc:
-                raise InvalidInputError(
-                    f"django store: the database {self.using!r} refused a value in {operation}: {exc}"
-                ) from exc
-            except DatabaseError as exc:
-                self._drop_broken_connection()
-                hint = ""
-                text = str(exc)
-                if "no such table" in text or ("relation" in text and "does not exist" in text):
-                    hint = " (are the beluga_workflows migrations applied? run `manage.py migrate`)"
-                raise StoreError(
-                    f"django store: {operation} failed on database {self.using!r}: {exc}{hint}"
-                ) from exc
-
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
-
-
 class DjangoStore(WorkflowStore):
     """Runs in the Django database ``using`` (an alias of ``DATABASES``, default ``"default"``).
 
     Needs the app's migrations applied on that database and ``USE_TZ = True``. Safe under
     concurrency on PostgreSQL and SQLite: any number of threads and processes may share it.
+    ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass);
+    a subclass of ``DjangoStore`` is built as itself.
     """
+
+    backend_name = "django"
+    backend_errors = (DatabaseError,)
+
+    def __new__(cls, using: str = "default", **options: Any) -> DjangoStore:
+        if (cls is DjangoStore and isinstance(using, str) and using in connections.settings
+                and connections[using].vendor == "postgresql"):
+            from .postgres import PostgresDjangoStore
+
+            cls = PostgresDjangoStore
+        return super().__new__(cls)
 
     def __init__(self, using: str = "default", **options: Any) -> None:
         super().__init__(using=using, **options)
@@ -127,6 +110,8 @@ class DjangoStore(WorkflowStore):
         if not settings.USE_TZ:
             raise ImproperlyConfigured("the django workflow store needs USE_TZ = True")
         self.using = using
+        # SQLite's LIKE ignores case: an id prefix is a range over the id index there.
+        self._prefix_as_range = connections[using].vendor == "sqlite"
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -142,14 +127,18 @@ class DjangoStore(WorkflowStore):
     def _inbox(self):
         return models.PendingSignal.objects.using(self.using)
 
-    def _postgres(self):
-        """The PostgreSQL statements when ``using`` is PostgreSQL, else ``None``."""
-        connection = connections[self.using]
-        if connection.vendor != "postgresql":
-            return None
-        from .django_postgres import PostgresStatements
-
-        return PostgresStatements.for_connection(connection)
+    def backend_error(self, operation: str, exc: BaseException) -> WorkflowError:
+        """A value the database refused is ``InvalidInputError``; any other database failure is a
+        ``StoreError`` (with a hint when the tables are missing), its broken connection dropped."""
+        if isinstance(exc, DataError):
+            return InvalidInputError(
+                f"django store: the database {self.using!r} refused a value in {operation}: {exc}")
+        self._drop_broken_connection()
+        text = str(exc)
+        hint = ""
+        if "no such table" in text or ("relation" in text and "does not exist" in text):
+            hint = " (are the beluga_workflows migrations applied? run `manage.py migrate`)"
+        return StoreError(f"django store: {operation} failed on database {self.using!r}: {exc}{hint}")
 
     def _drop_broken_connection(self) -> None:
         # A server restart leaves a dead connection; drop it so the next call reconnects.
@@ -157,36 +146,13 @@ class DjangoStore(WorkflowStore):
         if not connection.in_atomic_block:
             connection.close_if_unusable_or_obsolete()
 
-    def _pending(self, run_id: str) -> list[Signal]:
-        pg = self._postgres()
-        if pg is not None:
-            return pg.pending(run_id)
-        return [from_signal_row(row) for row in self._inbox.filter(run_id=run_id).order_by("id")]
-
-    def _history(self, run_id: str) -> list[HistoryEvent]:
-        pg = self._postgres()
-        if pg is not None:
-            return pg.history(run_id)
-        return [from_event_row(row) for row in self._events.filter(run_id=run_id).order_by("seq")]
-
     def _leased(self, workflow_id: str, run_id: str, owner: str):
         return self._runs.filter(pk=run_id, workflow_id=workflow_id, lease_owner=owner, status=RUNNING)
-
-    @staticmethod
-    def _woken(now: datetime) -> dict[str, Any]:
-        """What a signal or cancel writes: bump wake_seq and make the run due now."""
-        return {
-            "wake_seq": F("wake_seq") + 1, "version": F("version") + 1, "updated_at": now,
-            "wake_at": Case(When(Q(wake_at__isnull=True) | Q(wake_at__gt=now), then=Value(now)),
-                            default=F("wake_at")),
-        }
 
     def _insert(self, state: WorkflowState, version: int, signals: bool) -> None:
         self._runs.bulk_create([run_row(state, version)])
         if state.history:
-            self._events.bulk_create(
-                [event_row(state.run_id, e) for e in state.history]
-            )
+            self._events.bulk_create([event_row(state.run_id, e) for e in state.history])
         if signals and state.signals:
             # Inbox ids are the store's own: the signals are filed again, in order, under new ids.
             self._inbox.bulk_create([
@@ -195,20 +161,31 @@ class DjangoStore(WorkflowStore):
                 for s in state.signals
             ])
 
-    @staticmethod
-    def _check_history(state: WorkflowState) -> None:
-        ids = [e.id for e in state.history]
-        if len(set(ids)) != len(ids):
-            raise InvalidInputError(
-                f"history of {state.workflow_id!r} has duplicate event ids", workflow_id=state.workflow_id
-            )
+    # -- reads the PostgreSQL subclass sends as prepared statements -----------------------------
+
+    def _run_values(self, workflow_id: str) -> dict[str, Any] | None:
+        """Every column of the run row of ``workflow_id``, or ``None``."""
+        return self._runs.filter(workflow_id=workflow_id).values(*RUN_FIELDS).first()
+
+    def _pending(self, run_id: str) -> list[Signal]:
+        """The run's unconsumed signals, oldest first."""
+        return [from_signal_row(row) for row in self._inbox.filter(run_id=run_id).order_by("id")]
+
+    def _history(self, run_id: str) -> list[HistoryEvent]:
+        """The run's events in order."""
+        return [from_event_row(row) for row in self._events.filter(run_id=run_id).order_by("seq")]
+
+    def _contents(self, run_id: str) -> tuple[list[HistoryEvent], list[Signal]]:
+        """The run's events and unconsumed signals (what a claim reads)."""
+        signals = self._pending(run_id)
+        return self._history(run_id), signals
 
     # -- the public contract -----------------------------------------------------------------------
 
-    @_guarded("save")
+    @guarded("save")
     def save(self, state: WorkflowState) -> None:
         """Overwrite the run of ``state.workflow_id`` with ``state``, history and inbox included."""
-        self._check_history(state)
+        check_history(state)
         for attempt in range(3):
             try:
                 with transaction.atomic(using=self.using):
@@ -225,20 +202,16 @@ class DjangoStore(WorkflowStore):
                     raise
         raise AssertionError("unreachable")
 
-    @_guarded("load")
+    @guarded("load")
     def load(self, workflow_id: str, *, with_history: bool = True) -> WorkflowState | None:
-        pg = self._postgres()
-        if pg is not None:  # prepared: handle.result() and the admin read runs this way
-            row = pg.load(workflow_id)
-        else:
-            row = self._runs.filter(workflow_id=workflow_id).values(*RUN_FIELDS).first()
+        row = self._run_values(workflow_id)
         if row is None:
             return None
         # The run row (its wake_seq) is read before the inbox: every signal it counts is listed.
         return state_from_values(row, signals=self._pending(row["run_id"]),
-                      history=self._history(row["run_id"]) if with_history else ())
+                                 history=self._history(row["run_id"]) if with_history else ())
 
-    @_guarded("list")
+    @guarded("list")
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
         filter = filter or WorkflowFilter()
         runs = self._filtered(filter).order_by("-created_at", "-run_id").values(*RUN_FIELDS)
@@ -260,51 +233,50 @@ class DjangoStore(WorkflowStore):
         if filter.wait_kind:
             runs = runs.filter(status=RUNNING, wait_kind=filter.wait_kind)
         prefix = filter.workflow_id_prefix
-        if prefix:
-            if connections[self.using].vendor == "sqlite":
-                # SQLite's LIKE ignores case; a range over the id index (binary order) does not.
-                runs = runs.filter(workflow_id__gte=prefix)
-                stem = prefix.rstrip(chr(0x10FFFF))
-                if stem:
-                    runs = runs.filter(workflow_id__lt=stem[:-1] + _next_char(stem[-1]))
-            else:
-                # PostgreSQL answers a prefix LIKE from the id's varchar_pattern_ops index.
-                runs = runs.filter(workflow_id__startswith=prefix)
+        if prefix and self._prefix_as_range:
+            # A range over the id index (binary order), which ignores no case.
+            runs = runs.filter(workflow_id__gte=prefix)
+            stem = prefix.rstrip(chr(0x10FFFF))
+            if stem:
+                runs = runs.filter(workflow_id__lt=stem[:-1] + _next_char(stem[-1]))
+        elif prefix:
+            # PostgreSQL answers a prefix LIKE from the id's varchar_pattern_ops index.
+            runs = runs.filter(workflow_id__startswith=prefix)
         return runs
 
-    @_guarded("delete")
+    @guarded("delete")
     def delete(self, workflow_id: str) -> None:
         self._runs.filter(workflow_id=workflow_id).delete()
 
-    @_guarded("count")
+    @guarded("count")
     def count(self, filter: WorkflowFilter | None = None) -> int:
         return self._filtered(filter or WorkflowFilter()).count()
 
-    @_guarded("count_by_status")
+    @guarded("count_by_status")
     def count_by_status(self) -> dict[str, int]:
         counts = {s.value: 0 for s in WorkflowStatus}
         for row in self._runs.order_by().values("status").annotate(n=Count("run_id")):
             counts[row["status"]] = row["n"]
         return counts
 
-    @_guarded("history")
+    @guarded("history")
     def history(self, workflow_id: str, *, after: int = 0, limit: int = 0) -> list[HistoryEvent]:
         rows = self._events.filter(run__workflow_id=workflow_id, seq__gt=after).order_by("seq")
         return [from_event_row(row) for row in (rows[:limit] if limit > 0 else rows)]
 
     # -- what the engine needs ---------------------------------------------------------------------
 
-    @_guarded("create")
+    @guarded("create")
     def create(self, state: WorkflowState) -> None:
-        self._check_history(state)
-        pg = self._postgres()
-        if pg is not None and not state.signals:
-            # One statement when the id is new (the usual case); else replace an ended run below.
-            try:
-                pg.create(run_row(state, 1), state.history)
-                return
-            except IntegrityError:
-                pass
+        check_history(state)
+        self._replace_ended(state)
+
+    def _replace_ended(self, state: WorkflowState) -> None:
+        """Insert the new run, deleting an ended run of its id in the same transaction.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+        """
         try:
             with transaction.atomic(using=self.using):
                 self._runs.filter(workflow_id=state.workflow_id).exclude(status=RUNNING).delete()
@@ -313,50 +285,46 @@ class DjangoStore(WorkflowStore):
             existing = self._runs.filter(workflow_id=state.workflow_id).values("run_id").first()
             if existing is None:
                 raise
-            raise WorkflowAlreadyExistsError(
-                f"workflow {state.workflow_id!r} already has an open run ({existing['run_id']})",
-                workflow_id=state.workflow_id,
-            ) from None
+            raise already_open(state.workflow_id, existing["run_id"]) from None
 
-    @_guarded("claim")
+    @guarded("claim")
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
               ) -> WorkflowState | None:
-        pg = self._postgres()
-        if pg is not None:
-            row = pg.claim(workflow_id, owner, lease_until, now)
-        else:
-            free = Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
-            won = self._runs.filter(free, workflow_id=workflow_id, status=RUNNING).update(
-                lease_owner=owner, lease_expires_at=lease_until, version=F("version") + 1)
-            row = (self._runs.filter(workflow_id=workflow_id, lease_owner=owner, status=RUNNING)
-                   .values(*RUN_FIELDS).first()) if won else None
+        row = self._take_lease(workflow_id, owner, lease_until, now)
         if row is None:
             return None
         # We hold the lease, so the history cannot move; the inbox is read after the run row.
-        if pg is not None:
-            history, signals = pg.contents(row["run_id"])
-            return state_from_values(row, signals=signals, history=history)
-        return state_from_values(row, signals=self._pending(row["run_id"]), history=self._history(row["run_id"]))
+        history, signals = self._contents(row["run_id"])
+        return state_from_values(row, signals=signals, history=history)
 
-    @_guarded("append")
+    def _take_lease(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
+                    ) -> dict[str, Any] | None:
+        """Every column of the run once ``owner`` holds its lease; ``None`` if it is not free."""
+        free = Q(lease_owner="") | Q(lease_expires_at__isnull=True) | Q(lease_expires_at__lte=now)
+        won = self._runs.filter(free, workflow_id=workflow_id, status=RUNNING).update(
+            lease_owner=owner, lease_expires_at=lease_until, version=F("version") + 1)
+        if not won:
+            return None
+        return (self._runs.filter(workflow_id=workflow_id, lease_owner=owner, status=RUNNING)
+                .values(*RUN_FIELDS).first())
+
+    @guarded("append")
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
                end: RunEnd | None = None) -> WorkflowState:
-        pg = self._postgres()
         try:
-            if pg is not None:
-                row = pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                                consume_signal=consume_signal, end=end)
-            else:
-                row = self._append_orm(workflow_id, run_id, owner, events, lease_until,
-                                       consume_signal, end)
+            row = self._append_row(workflow_id, run_id, owner, events, lease_until,
+                                   consume_signal, end)
         except IntegrityError:  # an event number already taken: another writer got there first
             row = None
         if row is None:
-            raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+            raise lease_lost(workflow_id)
         return state_from_values(row)
 
-    def _append_orm(self, workflow_id, run_id, owner, events, lease_until, consume_signal, end):
+    def _append_row(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
+                    lease_until: datetime, consume_signal: int | None, end: RunEnd | None
+                    ) -> dict[str, Any] | None:
+        """The checkpoint's writes: the run's control columns after them, ``None`` if fenced off."""
         fence = self._leased(workflow_id, run_id, owner)
         changes: dict[str, Any] = {"version": F("version") + 1, "lease_expires_at": lease_until}
         if events:
@@ -369,105 +337,81 @@ class DjangoStore(WorkflowStore):
             if not fence.update(**changes):
                 return None
             if events:
-                self._events.bulk_create(
-                    [event_row(run_id, e) for e in events])
+                self._events.bulk_create([event_row(run_id, e) for e in events])
             if consume_signal is not None:
                 self._inbox.filter(pk=consume_signal, run_id=run_id).delete()
             return self._runs.filter(pk=run_id).values(*CONTROL_FIELDS).get()
 
-    @_guarded("suspend")
+    @guarded("suspend")
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,
                 wait_until: datetime | None) -> bool:
-        leased = self._leased(workflow_id, run_id, owner)
-        pg = self._postgres()
-        if pg is not None:
-            if pg.suspend(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq, wake_at=wake_at,
-                          wait_kind=wait_kind, wait_name=wait_name, wait_until=wait_until):
-                return True
-        elif leased.filter(wake_seq=seen_wake_seq).update(
-                lease_owner="", lease_expires_at=None, wake_at=wake_at, wait_kind=wait_kind,
-                wait_name=wait_name, wait_until=wait_until, version=F("version") + 1):
+        if self._release(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq, wake_at=wake_at,
+                         wait_kind=wait_kind, wait_name=wait_name, wait_until=wait_until):
             return True
-        if leased.exists():
+        if self._leased(workflow_id, run_id, owner).exists():
             return False  # a signal or cancel came in after the worker looked
-        raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+        raise lease_lost(workflow_id)
 
-    @_guarded("append_and_suspend")
-    def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
-                           events: list[HistoryEvent], *, lease_until: datetime,
-                           seen_wake_seq: int, wake_at: datetime | None, wait_kind: str,
-                           wait_name: str, wait_until: datetime | None
-                           ) -> tuple[WorkflowState, bool]:
-        pg = self._postgres()
-        if pg is None:
-            return super().append_and_suspend(
-                workflow_id, run_id, owner, events, lease_until=lease_until,
-                seen_wake_seq=seen_wake_seq, wake_at=wake_at, wait_kind=wait_kind,
-                wait_name=wait_name, wait_until=wait_until)
-        try:
-            row = pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                            consume_signal=None, end=None, suspend={
-                                "seen_wake_seq": seen_wake_seq, "wake_at": wake_at,
-                                "wait_kind": wait_kind, "wait_name": wait_name,
-                                "wait_until": wait_until})
-        except IntegrityError:  # an event number already taken: another writer got there first
-            row = None
-        if row is None:
-            raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
-        suspended = row.pop("suspended")
-        return state_from_values(row), suspended
+    def _release(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
+                 wake_at: datetime | None, wait_kind: str, wait_name: str,
+                 wait_until: datetime | None) -> bool:
+        """Release the lease if ``wake_seq`` is still ``seen_wake_seq``; ``False`` if not (or lost)."""
+        return bool(self._leased(workflow_id, run_id, owner).filter(wake_seq=seen_wake_seq).update(
+            lease_owner="", lease_expires_at=None, wake_at=wake_at, wait_kind=wait_kind,
+            wait_name=wait_name, wait_until=wait_until, version=F("version") + 1))
 
-    @_guarded("refresh")
+    @guarded("refresh")
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:
         row = self._leased(workflow_id, run_id, owner).values(*CONTROL_FIELDS).first()
         if row is None:
-            raise ConflictError(f"lease on {workflow_id!r} lost", workflow_id=workflow_id)
+            raise lease_lost(workflow_id)
         return state_from_values(row, signals=self._pending(run_id))
 
-    @_guarded("renew")
+    @guarded("renew")
     def renew(self, workflow_id: str, run_id: str, owner: str, lease_until: datetime) -> bool:
         return bool(self._leased(workflow_id, run_id, owner).update(lease_expires_at=lease_until))
 
-    @_guarded("add_signal")
+    @guarded("add_signal")
     def add_signal(self, workflow_id: str, signal: Signal, now: datetime) -> Signal:
         sent_at = signal.sent_at or now
-        pg = self._postgres()
-
-        def attempt() -> int | None:
-            if pg is not None:
-                return pg.add_signal(workflow_id, signal, sent_at, now)
-            with transaction.atomic(using=self.using):
-                run_id = self._wake(workflow_id, now)
-                if run_id is None:
-                    return None
-                return self._inbox.create(run_id=run_id, name=signal.name, payload=signal.payload,
-                                          sent_at=sent_at, sender_id=signal.sender_id or "").pk
-
-        signal_id = self._open_run(workflow_id, attempt)
+        signal_id = self._open_run(
+            workflow_id, lambda: self._file_signal(workflow_id, signal, sent_at, now))
         return Signal(name=signal.name, payload=signal.payload, sent_at=sent_at,
                       sender_id=signal.sender_id, id=signal_id)
 
-    @_guarded("request_cancel")
+    def _file_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
+                     ) -> int | None:
+        """Wake the open run and file ``signal`` in its inbox: the inbox id, or ``None``."""
+        with transaction.atomic(using=self.using):
+            run_id = self._wake(workflow_id, now)
+            if run_id is None:
+                return None
+            return self._inbox.create(run_id=run_id, name=signal.name, payload=signal.payload,
+                                      sent_at=sent_at, sender_id=signal.sender_id or "").pk
+
+    @guarded("request_cancel")
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
-        pg = self._postgres()
-
-        def attempt() -> dict[str, Any] | None:
-            if pg is not None:
-                return pg.request_cancel(workflow_id, now)
-            with transaction.atomic(using=self.using):
-                run_id = self._wake(workflow_id, now, cancel_requested=True)
-                return self._runs.filter(pk=run_id).values(*RUN_FIELDS).get() if run_id else None
-
-        row = self._open_run(workflow_id, attempt)
+        row = self._open_run(workflow_id, lambda: self._cancel_row(workflow_id, now))
         return state_from_values(row, signals=self._pending(row["run_id"]))
+
+    def _cancel_row(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
+        """Flag the open run as cancel-requested and wake it: every column after, or ``None``."""
+        with transaction.atomic(using=self.using):
+            run_id = self._wake(workflow_id, now, cancel_requested=True)
+            return self._runs.filter(pk=run_id).values(*RUN_FIELDS).get() if run_id else None
 
     def _wake(self, workflow_id: str, now: datetime, **changes: Any) -> str | None:
         """Bump wake_seq of the open run, inside the caller's transaction: its run id, or None."""
         run_id = (self._runs.select_for_update().filter(workflow_id=workflow_id, status=RUNNING)
                   .values_list("run_id", flat=True).first())
+        woken = {
+            "wake_seq": F("wake_seq") + 1, "version": F("version") + 1, "updated_at": now,
+            "wake_at": Case(When(Q(wake_at__isnull=True) | Q(wake_at__gt=now), then=Value(now)),
+                            default=F("wake_at")),
+        }
         if run_id is None or not self._runs.filter(pk=run_id, status=RUNNING).update(
-                **self._woken(now), **changes):
+                **woken, **changes):
             return None
         return run_id
 
@@ -479,16 +423,12 @@ class DjangoStore(WorkflowStore):
                 return result
             status = (self._runs.filter(workflow_id=workflow_id)
                       .values_list("status", flat=True).first())
-            if status is None:
-                raise WorkflowNotFoundError(f"no workflow with id {workflow_id!r}",
-                                            workflow_id=workflow_id)
             if status != RUNNING:
-                raise WorkflowNotRunningError(f"workflow {workflow_id!r} has ended ({status})",
-                                              workflow_id=workflow_id)
+                raise no_open_run(workflow_id, status)
             # A new run of the id started between the two reads: deliver to it.
         raise ConflictError(f"workflow {workflow_id!r} kept changing", workflow_id=workflow_id)
 
-    @_guarded("due")
+    @guarded("due")
     def due(self, now: datetime, limit: int = 500) -> list[str]:
         if limit <= 0:
             return []
@@ -496,20 +436,6 @@ class DjangoStore(WorkflowStore):
         rows = (self._runs.filter(free, status=RUNNING, wake_at__isnull=False, wake_at__lte=now)
                 .order_by("wake_at").values_list("workflow_id", flat=True))
         return list(rows[:limit])
-
-    def watch(self, workflow_id: str) -> RunWatch:
-        """On PostgreSQL, run ends are pushed (``LISTEN``/``NOTIFY``, see ``django_listen.py``).
-
-        Not behind a transaction-mode pooler (``DISABLE_SERVER_SIDE_CURSORS``), which does not
-        deliver notifications: waiters poll there.
-        """
-        connection = connections[self.using]
-        if (connection.vendor != "postgresql"
-                or connection.settings_dict.get("DISABLE_SERVER_SIDE_CURSORS")):
-            return RunWatch()
-        from .django_listen import EndListener
-
-        return EndListener.for_alias(self.using).watch(workflow_id)
 
     def close(self) -> None:
         """Nothing to do: Django owns the database connections (closed per request/task)."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from .. import models
-from ..engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
-from .base import RunEnd
+from ... import models
+from ...engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
+from ..base import RunEnd
 
 __all__ = ["end_values", "event_row", "event_values", "from_event_row", "from_signal_row",
            "run_row", "state_from_values"]

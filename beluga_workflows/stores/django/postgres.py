@@ -1,4 +1,9 @@
-"""PostgreSQL statements of the ``django`` store: each hot operation in one round trip.
+"""The ``django`` store on PostgreSQL (``PostgresDjangoStore``): each hot operation in one round trip.
+
+``DjangoStore(using=...)`` of a PostgreSQL alias builds this subclass. It decides what the ORM
+store decides (``orm.py``) and overrides only the database work of the hot operations (claim,
+checkpoint, suspension, signal, cancel, the reads of a run) with the statements of
+``PostgresStatements``.
 
 A checkpoint is one statement: a data-modifying CTE updates the run row fenced on the lease (and
 on the last event's number), inserts the new events and deletes the consumed signal only when that
@@ -16,7 +21,7 @@ through a pooler that cannot hold prepared statements sets ``OPTIONS["prepare_th
 explicitly (or ``DISABLE_SERVER_SIDE_CURSORS = True``, as Django advises for such poolers); the
 statements are then sent unprepared. The statement that ends a run also sends a
 ``NOTIFY`` on :data:`END_CHANNEL` (delivered when it commits) so ``handle.result()`` waiters learn
-of the end at once (see ``django_listen.py``).
+of the end at once (see ``listen.py``).
 """
 
 from __future__ import annotations
@@ -28,15 +33,17 @@ from collections.abc import Callable, Iterator
 from datetime import datetime
 from typing import Any
 
-from django.db import connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.db.models import Field, JSONField
+from django.utils.functional import cached_property
 
-from .. import models
-from ..engine.types import EventType, HistoryEvent, Signal, WorkflowStatus
-from .base import RunEnd
-from .django_rows import end_values, event_values
+from ... import models
+from ...engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
+from ..base import RunEnd, RunWatch, check_history, guarded, lease_lost
+from .orm import DjangoStore
+from .rows import end_values, event_values, run_row, state_from_values
 
-__all__ = ["END_CHANNEL", "PostgresStatements"]
+__all__ = ["END_CHANNEL", "PostgresDjangoStore", "PostgresStatements"]
 
 RUNNING = WorkflowStatus.RUNNING.value
 # The NOTIFY channel of run ends; the payload is the workflow id.
@@ -90,6 +97,7 @@ class PostgresStatements:
 
     @classmethod
     def for_connection(cls, connection: Any) -> PostgresStatements:
+        """The statements of ``connection``'s alias (built once per alias and process)."""
         instance = cls._instances.get(connection.alias)
         if instance is None:
             instance = cls._instances[connection.alias] = cls(connection)
@@ -190,6 +198,7 @@ class PostgresStatements:
 
     @staticmethod
     def tz_mismatch(connection: Any, raw: Any) -> bool:
+        """Whether ``raw`` loads timestamps in another time zone than Django's ``connection``."""
         loader = raw.adapters.get_loader(TIMESTAMPTZ_OID, Format.TEXT)
         return connection.timezone != getattr(loader, "timezone", connection.timezone)
 
@@ -241,6 +250,7 @@ class PostgresStatements:
 
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
               ) -> dict[str, Any] | None:
+        """Take the lease of the open run if it is free: its row (every column), or ``None``."""
         text = self.texts.get("claim")
         if text is None:
             text = self.texts["claim"] = (
@@ -448,6 +458,7 @@ class PostgresStatements:
 
     def add_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
                    ) -> int | None:
+        """Wake the open run and file ``signal`` in its inbox: the inbox id, or ``None``."""
         text = self.texts.get("add_signal")
         if text is None:
             inbox = models.PendingSignal._meta
@@ -467,6 +478,7 @@ class PostgresStatements:
         return row[0] if row else None
 
     def request_cancel(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
+        """Flag the open run as cancel-requested and wake it: its row after, or ``None``."""
         text = self.texts.get("request_cancel")
         if text is None:
             text = self.texts["request_cancel"] = (
@@ -482,3 +494,99 @@ class PostgresStatements:
         return (f"wake_seq = wake_seq + 1, version = version + 1, updated_at = {now}, "
                 f"wake_at = CASE WHEN wake_at IS NULL OR wake_at > {now} THEN {now} "
                 f"ELSE wake_at END")
+
+
+class PostgresDjangoStore(DjangoStore):
+    """The ``django`` store on a PostgreSQL alias: the hot operations as single statements.
+
+    Built by ``DjangoStore(using=...)`` when ``using`` is PostgreSQL; it keeps every promise of
+    ``DjangoStore`` (and is one), in fewer round trips.
+    """
+
+    @cached_property
+    def _pg(self) -> PostgresStatements:
+        return PostgresStatements.for_connection(connections[self.using])
+
+    # -- reads: prepared (handle.result(), the admin and every claim read runs this way) ---------
+
+    def _run_values(self, workflow_id: str) -> dict[str, Any] | None:
+        return self._pg.load(workflow_id)
+
+    def _pending(self, run_id: str) -> list[Signal]:
+        return self._pg.pending(run_id)
+
+    def _history(self, run_id: str) -> list[HistoryEvent]:
+        return self._pg.history(run_id)
+
+    def _contents(self, run_id: str) -> tuple[list[HistoryEvent], list[Signal]]:
+        return self._pg.contents(run_id)  # one UNION ALL
+
+    # -- writes: one statement each ------------------------------------------------------------
+
+    @guarded("create")
+    def create(self, state: WorkflowState) -> None:
+        check_history(state)
+        if not state.signals:
+            # One statement when the id is new (the usual case); else replace an ended run.
+            try:
+                self._pg.create(run_row(state, 1), state.history)
+                return
+            except IntegrityError:
+                pass
+        self._replace_ended(state)
+
+    def _take_lease(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
+                    ) -> dict[str, Any] | None:
+        return self._pg.claim(workflow_id, owner, lease_until, now)
+
+    def _append_row(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
+                    lease_until: datetime, consume_signal: int | None, end: RunEnd | None
+                    ) -> dict[str, Any] | None:
+        return self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                               consume_signal=consume_signal, end=end)
+
+    @guarded("append_and_suspend")
+    def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
+                           events: list[HistoryEvent], *, lease_until: datetime,
+                           seen_wake_seq: int, wake_at: datetime | None, wait_kind: str,
+                           wait_name: str, wait_until: datetime | None
+                           ) -> tuple[WorkflowState, bool]:
+        """Both in one statement: a sleep costs one checkpoint."""
+        try:
+            row = self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                                  consume_signal=None, end=None, suspend={
+                                      "seen_wake_seq": seen_wake_seq, "wake_at": wake_at,
+                                      "wait_kind": wait_kind, "wait_name": wait_name,
+                                      "wait_until": wait_until})
+        except IntegrityError:  # an event number already taken: another writer got there first
+            row = None
+        if row is None:
+            raise lease_lost(workflow_id)
+        suspended = row.pop("suspended")
+        return state_from_values(row), suspended
+
+    def _release(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
+                 wake_at: datetime | None, wait_kind: str, wait_name: str,
+                 wait_until: datetime | None) -> bool:
+        return self._pg.suspend(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq,
+                                wake_at=wake_at, wait_kind=wait_kind, wait_name=wait_name,
+                                wait_until=wait_until)
+
+    def _file_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
+                     ) -> int | None:
+        return self._pg.add_signal(workflow_id, signal, sent_at, now)
+
+    def _cancel_row(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
+        return self._pg.request_cancel(workflow_id, now)
+
+    def watch(self, workflow_id: str) -> RunWatch:
+        """Run ends are pushed (``LISTEN``/``NOTIFY``, see ``listen.py``).
+
+        Not behind a transaction-mode pooler (``DISABLE_SERVER_SIDE_CURSORS``), which does not
+        deliver notifications: waiters poll there.
+        """
+        if connections[self.using].settings_dict.get("DISABLE_SERVER_SIDE_CURSORS"):
+            return RunWatch()
+        from .listen import EndListener
+
+        return EndListener.for_alias(self.using).watch(workflow_id)
