@@ -9,15 +9,22 @@ operation of another kind or name at that position raises ``NonDeterminismError`
 A wait that cannot finish now suspends the run by raising an internal ``BaseException``; the runner
 catches it, releases the lease and records what the run waits for. ``finally`` blocks in workflow
 code therefore also run on suspension: keep side effects out of them.
+
+The context never sees the runner: it talks to the activation running it through one small port,
+``ActivationPort`` (the history, the inbox, the clock, the hooks, cancel and deadline, waiting),
+as Temporal's workflow module talks to its ``_Runtime``. The runner's ``Activation`` implements it;
+anything else that does may drive a context (a replayer, a test double).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from ._control import Suspend
 from .errors import (
     ActivityError,
     InvalidInputError,
@@ -27,80 +34,174 @@ from .errors import (
     describe_exception,
 )
 from .registry import ActivityDefinition, activity_definition
+from .replay import OPERATION_KIND, diverged_error
 from .retry import RetryPolicy
 from .serialization import to_json_value
-from .types import EventType, HistoryEvent, to_seconds
+from .types import EventType, HistoryEvent, Signal, to_seconds
 
-if TYPE_CHECKING:
-    from .runner import Activation
-
-__all__ = ["HUMAN_SIGNAL_PREFIX", "HUMAN_WAIT_KIND", "WorkflowContext"]
+__all__ = [
+    "HUMAN_SIGNAL_PREFIX",
+    "HUMAN_WAIT_KIND",
+    "ActivationPort",
+    "Limits",
+    "RunInfo",
+    "WorkflowContext",
+    "operations_taken",
+]
 
 # A HumanActivity's request id (and the name of the signal answering it) is this prefix + its step.
 HUMAN_SIGNAL_PREFIX = "human:"
 HUMAN_WAIT_KIND = "human"
 
-_KIND = {
-    EventType.ACTIVITY_STARTED: "activity",
-    EventType.ACTIVITY_COMPLETED: "activity",
-    EventType.ACTIVITY_FAILED: "activity",
-    EventType.SIGNAL_WAIT_STARTED: "signal",
-    EventType.SIGNAL_RECEIVED: "signal",
-    EventType.SIGNAL_TIMED_OUT: "signal",
-    EventType.TIMER_STARTED: "timer",
-    EventType.TIMER_FIRED: "timer",
-    EventType.SIDE_EFFECT_RECORDED: "marker",
-    EventType.CANCEL_REQUESTED: "cancel",
-}
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Who the run is; fixed for an activation."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
 
 
-class Suspend(BaseException):  # noqa: N818 - control flow, not an error
-    """Raised to unwind workflow code when the run must wait; caught by the runner."""
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the run's values may be: the largest encoded payload, and the activities' default retry."""
 
-    def __init__(self, kind: str, name: str, until: datetime | None,
-                 record: tuple[int, list[HistoryEvent]] | None = None):
-        super().__init__(kind, name, until)
-        self.kind, self.name, self.until = kind, name, until
-        # Events of operation ``record[0]`` that the suspension writes in the same checkpoint.
-        self.record = record
+    max_payload: int | None
+    default_retry: RetryPolicy
 
 
-class TimedOut(BaseException):  # noqa: N818
-    """Raised to unwind workflow code when the run passed its deadline."""
+class ActivationPort(Protocol):
+    """What a ``WorkflowContext`` needs from the activation running it, and nothing more.
 
+    Operations are numbered by the context (1, 2, 3... in call order); the port keeps the history
+    by that number and writes through the store. The runner's ``Activation`` implements it.
+    """
 
-class StopReplay(BaseException):  # noqa: N818
-    """Raised in read-only (query) replays when the code reaches work not yet recorded."""
+    # -- who and how much ------------------------------------------------------------------------
+
+    @property
+    def info(self) -> RunInfo:
+        """The run's identity."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """The run's limits."""
+        ...
+
+    # -- the history -----------------------------------------------------------------------------
+
+    def recorded(self, op: int) -> list[HistoryEvent] | None:
+        """The events the history holds for operation ``op``, in order (empty or ``None``: none)."""
+        ...
+
+    def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None) -> None:
+        """Durably append ``events`` (numbered by the port) as operation ``op`` before returning.
+
+        ``consume``: a signal from ``next_signal``, taken off the inbox in the same store write,
+        so it is consumed exactly once.
+
+        Raises:
+            BaseException: the activation's control flow (lease lost, store down): let it pass.
+        """
+        ...
+
+    def next_signal(self, name: str) -> Signal | None:
+        """The oldest signal ``name`` in the run's inbox not consumed yet, or ``None``."""
+        ...
+
+    # -- going live ------------------------------------------------------------------------------
+
+    def go_live(self, op: int) -> None:
+        """Operation ``op`` is past the history and about to do new work: allow it, or stop it.
+
+        Raises:
+            WorkflowCanceledError: a cancel was requested; it is now recorded at ``op``.
+            BaseException: a read-only replay reached the present, or the run passed its deadline.
+        """
+        ...
+
+    def cancel_requested_at(self, op: int) -> bool:
+        """Whether a cancel was requested as the run stood at operation ``op`` (replay-safe)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current time (aware), from the activation's clock."""
+        ...
+
+    def fire(self, hook: str, *args: Any) -> None:
+        """Fire lifecycle hook ``hook`` (a ``Hooks`` field name); what the hook raises is logged."""
+        ...
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def wait(self, op: int, until: datetime, kind: str, name: str) -> None:
+        """Return once ``until`` has passed (operation ``op`` waits, of ``kind``, for ``name``).
+
+        The port goes live first (``go_live``); it may wait in place (a short retry backoff) or
+        suspend the run.
+
+        Raises:
+            Suspend: the run suspends until ``until``.
+        """
+        ...
+
+    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
+        """Remember that the run must stop with ``stop`` and return it, for the caller to raise.
+
+        The runner acts on it even if workflow code swallows it; a divergence outlives any later
+        suspension (the run fails).
+        """
+        ...
+
+    @property
+    def interrupted(self) -> BaseException | None:
+        """The stop ``interrupt`` remembered in this pass, if any: every later operation raises it
+        again, so workflow code that swallows a stop goes no further."""
+        ...
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def add_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
+        """Answer query ``name`` with ``fn()`` (a later handler of that name replaces it)."""
+        ...
 
 
 class WorkflowContext:
-    """The handle workflow code uses for everything durable. See the module docstring."""
+    """The handle workflow code uses for everything durable. See the module docstring.
 
-    def __init__(self, activation: Activation):
-        self._a = activation
+    Args:
+        port: the activation running this pass of the workflow code.
+    """
+
+    def __init__(self, port: ActivationPort):
+        self._a = port
+        self._info = port.info
+        self._limits = port.limits
         self._op = 0
 
     # -- identity -----------------------------------------------------------------------------
 
     @property
     def workflow_id(self) -> str:
-        return self._a.state.workflow_id
+        """The id of the workflow this run belongs to."""
+        return self._info.workflow_id
 
     @property
     def run_id(self) -> str:
-        return self._a.state.run_id
+        """The id of this run (a new one for each run of the same workflow id)."""
+        return self._info.run_id
 
     @property
     def workflow_type(self) -> str:
-        return self._a.state.workflow_type
+        """The registered name of the workflow function."""
+        return self._info.workflow_type
 
     @property
     def is_cancel_requested(self) -> bool:
         """``True`` once a cancel was requested (replay-safe: as it was at this point of the run)."""
-        a = self._a
-        if a.cancel_op is not None and a.cancel_op <= self._op:
-            return True
-        return self._op >= a.last_op and a.cancel_requested
+        return self._a.cancel_requested_at(self._op)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -117,11 +218,12 @@ class WorkflowContext:
 
         Attempts follow ``retry`` (else the activity's default, else the configured default). Each
         attempt may run at most ``timeout``; a timed-out attempt counts as failed (the thread is
-        left to finish on its own: activities should be idempotent and bounded).
+        left to finish on its own: activities should be idempotent and bounded). A completed
+        attempt is recorded before this returns and never runs again.
 
         Raises:
             ActivityError: the activity failed for good.
-            InvalidInputError: ``input`` is not JSON-serialisable.
+            InvalidInputError: ``input`` is not JSON-serialisable, or ``retry`` is no ``RetryPolicy``.
         """
         if getattr(fn, "__beluga_human__", False):  # a HumanActivity waits on a signal instead
             return self._ask_human(fn, input)
@@ -129,61 +231,28 @@ class WorkflowContext:
         act_name = name or definition.name
         if retry is not None and not isinstance(retry, RetryPolicy):
             raise InvalidInputError("retry must be a RetryPolicy")
-        policy = retry or definition.retry or self._a.default_retry
+        policy = retry or definition.retry or self._limits.default_retry
         timeout_s = to_seconds(timeout, "activity timeout") if timeout is not None else definition.timeout
-        input = to_json_value(input, f"input of activity {act_name!r}", max_bytes=self._a.max_payload)
+        input = to_json_value(input, f"input of activity {act_name!r}", max_bytes=self._limits.max_payload)
 
         events = self._begin("activity", act_name)
-        op = self._op
         last = events[-1] if events else None
         if last is not None and last.type is EventType.ACTIVITY_COMPLETED:
             return last.result
         if last is not None and last.type is EventType.ACTIVITY_FAILED and last.fire_at is None:
-            raise _activity_error(act_name, last, self.workflow_id)
+            raise _activity_error(act_name, last, self._info.workflow_id)
         attempt = sum(1 for e in events if e.type is EventType.ACTIVITY_FAILED) + 1
         retry_at = last.fire_at if last is not None else None
-
-        a, clock, hooks = self._a, self._a.clock, self._a.hooks
-        while True:
-            if retry_at is not None:
-                self._wait(retry_at, "retry", act_name)
-            self._go_live()
-            started = clock.now()
-            hooks.fire("on_activity_start", self.workflow_id, act_name, input)
-            try:
-                result = _call_activity(definition, input, timeout_s, act_name)
-                result = to_json_value(result, f"result of activity {act_name!r}",
-                                       max_bytes=a.max_payload)
-            except Exception as exc:
-                ended = clock.now()
-                final = (attempt >= policy.max_attempts or not policy.is_retryable(exc)
-                         or isinstance(exc, InvalidInputError))
-                delay = None if final else policy.interval(attempt)
-                retry_at = None if final else ended + timedelta(seconds=delay)
-                failed = a.event(EventType.ACTIVITY_FAILED, activity_name=act_name, attempt=attempt,
-                                 error=describe_exception(exc), timestamp=ended,
-                                 duration=(ended - started).total_seconds(), fire_at=retry_at)
-                a.record(op, [self._started(act_name, input, attempt, started), failed])
-                hooks.fire("on_activity_fail", self.workflow_id, act_name, exc)
-                if final:
-                    raise _activity_error(act_name, failed, self.workflow_id) from exc
-                hooks.fire("on_retry", self.workflow_id, act_name, exc, attempt, delay)
-                attempt += 1
-                continue
-            ended = clock.now()
-            a.record(op, [
-                self._started(act_name, input, attempt, started),
-                a.event(EventType.ACTIVITY_COMPLETED, activity_name=act_name, attempt=attempt,
-                        result=result, timestamp=ended, duration=(ended - started).total_seconds()),
-            ])
-            hooks.fire("on_activity_complete", self.workflow_id, act_name, result)
-            return result
+        return self._attempts(definition, act_name, input, policy, timeout_s, attempt, retry_at)
 
     def receive_signal(self, name: str, *, timeout: timedelta | float | None = None) -> Any:
         """The payload of the oldest signal ``name`` not yet consumed by this run; waits durably.
 
+        The signal is consumed in the same write that records it: exactly once, in FIFO order.
+
         Raises:
             SignalTimeoutError: ``timeout`` passed with no such signal.
+            InvalidInputError: ``name`` is not a non-empty string, or ``timeout`` is no duration.
         """
         if not isinstance(name, str) or not name:
             raise InvalidInputError("signal name must be a non-empty string")
@@ -193,31 +262,33 @@ class WorkflowContext:
         if last is not None and last.type is EventType.SIGNAL_RECEIVED:
             return last.signal_payload
         if last is not None and last.type is EventType.SIGNAL_TIMED_OUT:
-            raise SignalTimeoutError(f"no signal {name!r} within the timeout", workflow_id=self.workflow_id)
+            raise SignalTimeoutError(f"no signal {name!r} within the timeout",
+                                     workflow_id=self._info.workflow_id)
         fire_at = events[0].fire_at if events else None
 
         a, op = self._a, self._op
-        self._go_live()
-        signal = a.next_signal(name)
+        a.go_live(op)
+        signal = self._take_signal(op, name)
         if signal is not None:
-            a.record(op, [a.event(EventType.SIGNAL_RECEIVED, signal_name=name,
-                                  signal_payload=signal.payload)], consume_signal=signal.id)
-            a.signals.remove(signal)
-            a.hooks.fire("on_signal", self.workflow_id, signal)
             return signal.payload
-        now = a.clock.now()
+        now = a.now()
         if timeout_s is not None and fire_at is None:
             fire_at = now + timedelta(seconds=timeout_s)
             if fire_at > now:
-                a.record(op, [a.event(EventType.SIGNAL_WAIT_STARTED, signal_name=name,
-                                      duration=timeout_s, fire_at=fire_at)])
+                a.record(op, [self._event(EventType.SIGNAL_WAIT_STARTED, signal_name=name,
+                                          duration=timeout_s, fire_at=fire_at)])
         if fire_at is not None and fire_at <= now:
-            a.record(op, [a.event(EventType.SIGNAL_TIMED_OUT, signal_name=name)])
-            raise SignalTimeoutError(f"no signal {name!r} within the timeout", workflow_id=self.workflow_id)
-        raise a.suspend("signal", name, fire_at)
+            a.record(op, [self._event(EventType.SIGNAL_TIMED_OUT, signal_name=name)])
+            raise SignalTimeoutError(f"no signal {name!r} within the timeout",
+                                     workflow_id=self._info.workflow_id)
+        raise a.interrupt(Suspend("signal", name, fire_at))
 
     def sleep(self, duration: timedelta | float) -> None:
-        """Wait ``duration`` durably: the run is suspended and holds no worker meanwhile."""
+        """Wait ``duration`` durably: the run is suspended and holds no worker meanwhile.
+
+        Raises:
+            InvalidInputError: ``duration`` is missing, negative or not a duration.
+        """
         seconds = to_seconds(duration, "sleep duration")
         if seconds is None:
             raise InvalidInputError("sleep duration is required")
@@ -228,38 +299,96 @@ class WorkflowContext:
         if events:
             fire_at = events[0].fire_at
         else:
-            self._go_live()
-            now = a.clock.now()
+            a.go_live(op)
+            now = a.now()
             fire_at = now + timedelta(seconds=seconds)
-            started = a.event(EventType.TIMER_STARTED, activity_name="sleep", duration=seconds,
-                              fire_at=fire_at, timestamp=now)
+            started = self._event(EventType.TIMER_STARTED, activity_name="sleep", duration=seconds,
+                                  fire_at=fire_at, timestamp=now)
             if fire_at > now:
                 # The run suspends right away: the suspension records the timer in the same
                 # write (the code goes on only once a later activation replays it from there).
-                raise a.suspend("timer", "sleep", fire_at, record=(op, [started]))
+                raise a.interrupt(Suspend("timer", "sleep", fire_at, record=(op, [started])))
             a.record(op, [started])
-        self._wait(fire_at, "timer", "sleep")
-        a.record(op, [a.event(EventType.TIMER_FIRED, activity_name="sleep", duration=seconds)])
+        a.wait(op, fire_at, "timer", "sleep")
+        a.record(op, [self._event(EventType.TIMER_FIRED, activity_name="sleep", duration=seconds)])
 
     def now(self) -> datetime:
         """The current time, recorded once: replays return the same aware ``datetime``."""
-        return datetime.fromisoformat(self._marker("now", lambda: self._a.clock.now().isoformat()))
+        return datetime.fromisoformat(self._marker("now", lambda: self._a.now().isoformat()))
 
     def side_effect(self, fn: Callable[[], Any]) -> Any:
-        """Run non-deterministic ``fn()`` once, record its JSON value and return it (also on replay)."""
+        """Run non-deterministic ``fn()`` once, record its JSON value and return it (also on replay).
+
+        Raises:
+            InvalidInputError: ``fn`` is not callable, or its value is not JSON-serialisable.
+        """
         if not callable(fn):
             raise InvalidInputError("side_effect needs a zero-argument callable")
         return self._marker("side_effect", fn)
 
     def set_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
-        """Answer ``executor.query(id, name)`` with ``fn()`` evaluated on the workflow's state."""
+        """Answer ``executor.query(id, name)`` with ``fn()`` evaluated on the workflow's state.
+
+        Raises:
+            InvalidInputError: ``name`` is not a non-empty string, or ``fn`` is not callable.
+        """
         if not isinstance(name, str) or not name:
             raise InvalidInputError("query name must be a non-empty string")
         if not callable(fn):
             raise InvalidInputError("query handler must be callable")
-        self._a.query_handlers[name] = fn
+        self._a.add_query_handler(name, fn)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _attempts(self, definition: ActivityDefinition, name: str, input: Any, policy: RetryPolicy,
+                  timeout: float | None, attempt: int, retry_at: datetime | None) -> Any:
+        """Run attempts of the current activity operation, from ``attempt`` on, until one is final."""
+        a, op = self._a, self._op
+        while True:
+            if retry_at is not None:
+                a.wait(op, retry_at, "retry", name)
+            a.go_live(op)
+            started = a.now()
+            a.fire("on_activity_start", self._info.workflow_id, name, input)
+            try:
+                result = _call_activity(definition, input, timeout, name)
+                result = to_json_value(result, f"result of activity {name!r}",
+                                       max_bytes=self._limits.max_payload)
+            except Exception as exc:
+                retry_at = self._failed(op, name, input, attempt, started, exc, policy)
+                attempt += 1
+                continue
+            ended = a.now()
+            a.record(op, [
+                self._started(name, input, attempt, started),
+                self._event(EventType.ACTIVITY_COMPLETED, activity_name=name, attempt=attempt,
+                            result=result, timestamp=ended, duration=(ended - started).total_seconds()),
+            ])
+            a.fire("on_activity_complete", self._info.workflow_id, name, result)
+            return result
+
+    def _failed(self, op: int, name: str, input: Any, attempt: int, started: datetime,
+                exc: Exception, policy: RetryPolicy) -> datetime:
+        """Record failed attempt ``attempt`` of operation ``op``; return when the next one is due.
+
+        Raises:
+            ActivityError: that attempt was the last (attempts exhausted, a non-retryable error).
+        """
+        a, wf_id = self._a, self._info.workflow_id
+        ended = a.now()
+        final = (attempt >= policy.max_attempts or not policy.is_retryable(exc)
+                 or isinstance(exc, InvalidInputError))
+        delay = None if final else policy.interval(attempt)
+        retry_at = None if final else ended + timedelta(seconds=delay)
+        failed = self._event(EventType.ACTIVITY_FAILED, activity_name=name, attempt=attempt,
+                             error=describe_exception(exc), timestamp=ended,
+                             duration=(ended - started).total_seconds(), fire_at=retry_at)
+        a.record(op, [self._started(name, input, attempt, started), failed])
+        a.fire("on_activity_fail", wf_id, name, exc)
+        if final:
+            raise _activity_error(name, failed, wf_id) from exc
+        a.fire("on_retry", wf_id, name, exc, attempt, delay)
+        return retry_at
 
     def _ask_human(self, task: Any, data: Any) -> Any:
         """Ask a person (a ``HumanActivity``): record the request, then wait durably for the answer.
@@ -278,95 +407,78 @@ class WorkflowContext:
         if last is not None and last.type is EventType.SIGNAL_RECEIVED:
             return task.human_answer(last.signal_payload)
         if last is not None and last.type is EventType.SIGNAL_TIMED_OUT:
-            return task.human_timed_out(self.workflow_id)
-        self._go_live()
-        if events:
-            fire_at = events[0].fire_at
-        else:
-            request = to_json_value(dict(task.human_request(data), request_id=request_id),
-                                    "human task request", max_bytes=a.max_payload)
-            timeout_s = to_seconds(task.timeout, "human task timeout")
-            fire_at = a.clock.now() + timedelta(seconds=timeout_s) if timeout_s else None
-            a.record(op, [a.event(EventType.SIGNAL_WAIT_STARTED, signal_name=request_id,
-                                  input=request, duration=timeout_s, fire_at=fire_at)])
-        signal = a.next_signal(request_id)
+            return task.human_timed_out(self._info.workflow_id)
+        a.go_live(op)
+        fire_at = events[0].fire_at if events else self._request_human(op, request_id, task, data)
+        signal = self._take_signal(op, request_id)
         if signal is not None:
-            a.record(op, [a.event(EventType.SIGNAL_RECEIVED, signal_name=request_id,
-                                  signal_payload=signal.payload)], consume_signal=signal.id)
-            a.signals.remove(signal)
-            a.hooks.fire("on_signal", self.workflow_id, signal)
             return task.human_answer(signal.payload)
-        if fire_at is not None and fire_at <= a.clock.now():
-            a.record(op, [a.event(EventType.SIGNAL_TIMED_OUT, signal_name=request_id)])
-            return task.human_timed_out(self.workflow_id)
-        raise a.suspend(HUMAN_WAIT_KIND, request_id, fire_at)
+        if fire_at is not None and fire_at <= a.now():
+            a.record(op, [self._event(EventType.SIGNAL_TIMED_OUT, signal_name=request_id)])
+            return task.human_timed_out(self._info.workflow_id)
+        raise a.interrupt(Suspend(HUMAN_WAIT_KIND, request_id, fire_at))
+
+    def _request_human(self, op: int, request_id: str, task: Any, data: Any) -> datetime | None:
+        """Record human task ``request_id`` as operation ``op``'s wait; return when it times out."""
+        request = to_json_value(dict(task.human_request(data), request_id=request_id),
+                                "human task request", max_bytes=self._limits.max_payload)
+        timeout_s = to_seconds(task.timeout, "human task timeout")
+        fire_at = self._a.now() + timedelta(seconds=timeout_s) if timeout_s else None
+        self._a.record(op, [self._event(EventType.SIGNAL_WAIT_STARTED, signal_name=request_id,
+                                        input=request, duration=timeout_s, fire_at=fire_at)])
+        return fire_at
+
+    def _take_signal(self, op: int, name: str) -> Signal | None:
+        """Consume the oldest signal ``name``, recorded as operation ``op``; ``None`` if none came."""
+        a = self._a
+        signal = a.next_signal(name)
+        if signal is not None:
+            a.record(op, [self._event(EventType.SIGNAL_RECEIVED, signal_name=name,
+                                      signal_payload=signal.payload)], consume=signal)
+            a.fire("on_signal", self._info.workflow_id, signal)
+        return signal
 
     def _marker(self, name: str, compute: Callable[[], Any]) -> Any:
         events = self._begin("marker", name)
         if events:
             return events[0].result
-        self._go_live()
-        value = to_json_value(compute(), f"{name} value", max_bytes=self._a.max_payload)
-        self._a.record(self._op, [self._a.event(EventType.SIDE_EFFECT_RECORDED, activity_name=name,
-                                                result=value)])
+        self._a.go_live(self._op)
+        value = to_json_value(compute(), f"{name} value", max_bytes=self._limits.max_payload)
+        self._a.record(self._op, [self._event(EventType.SIDE_EFFECT_RECORDED, activity_name=name,
+                                              result=value)])
         return value
 
+    def _event(self, type: EventType, **fields: Any) -> HistoryEvent:
+        fields.setdefault("timestamp", self._a.now())
+        return HistoryEvent(id=0, type=type, **fields)
+
     def _started(self, name: str, input: Any, attempt: int, at: datetime) -> HistoryEvent:
-        return self._a.event(EventType.ACTIVITY_STARTED, activity_name=name, input=input,
-                             attempt=attempt, timestamp=at)
+        return HistoryEvent(id=0, type=EventType.ACTIVITY_STARTED, timestamp=at, activity_name=name,
+                            input=input, attempt=attempt)
 
     def _begin(self, kind: str, name: str) -> list[HistoryEvent]:
         """Take the next operation number and return what the history recorded for it."""
         a = self._a
-        if a.diverged is not None:  # workflow code swallowed it: every later call fails too
-            raise a.diverged
-        if a.suspending is not None:
-            raise a.suspending
+        if a.interrupted is not None:  # workflow code swallowed a stop: every later call fails too
+            raise a.interrupted
         self._op += 1
-        events = a.ops.get(self._op)
+        events = a.recorded(self._op)
         if not events:
             return []
         first = events[0]
-        recorded = _KIND[first.type]
+        recorded = OPERATION_KIND[first.type]
         if recorded != "cancel" and (recorded != kind or first.name != name):
-            a.diverged = NonDeterminismError(
-                f"workflow {a.state.workflow_type!r} diverged from its history at step {self._op}: "
-                f"the code now calls {kind} {name!r} but the history recorded {recorded} "
-                f"{first.name!r} (event {first.id}); the workflow code changed while this run was "
-                f"open, or it is not deterministic",
-                workflow_id=a.state.workflow_id,
-            )
-            raise a.diverged
+            info = self._info
+            raise a.interrupt(diverged_error(info.workflow_type, info.workflow_id, self._op, kind,
+                                             name, first))
         if any(e.type is EventType.CANCEL_REQUESTED for e in events):
-            raise WorkflowCanceledError("workflow cancel requested", workflow_id=a.state.workflow_id)
+            raise WorkflowCanceledError("workflow cancel requested", workflow_id=self._info.workflow_id)
         return events
 
-    def _go_live(self) -> None:
-        """About to do new work: stop a read-only replay, enforce the deadline, deliver a cancel."""
-        a = self._a
-        if a.read_only:
-            raise StopReplay()
-        if a.deadline is not None and a.clock.now() >= a.deadline:
-            raise TimedOut()
-        if a.cancel_requested and a.cancel_op is None:
-            a.record(self._op, [a.event(EventType.CANCEL_REQUESTED)])
-            a.cancel_op = self._op
-            a.hooks.fire("on_cancel", a.state.workflow_id)
-            raise WorkflowCanceledError("workflow cancel requested", workflow_id=a.state.workflow_id)
 
-    def _wait(self, until: datetime, kind: str, name: str) -> None:
-        """Return once ``until`` has passed, by suspending the run (retry backoffs up to
-        ``in_place_wait`` seconds are waited in place: they are short and frequent)."""
-        a = self._a
-        self._go_live()
-        remaining = (until - a.clock.now()).total_seconds()
-        if remaining <= 0:
-            return
-        if (kind == "retry" and remaining <= a.in_place_wait
-                and (a.deadline is None or until < a.deadline)):
-            a.clock.sleep(remaining)
-            return
-        raise a.suspend(kind, name, until)
+def operations_taken(ctx: WorkflowContext) -> int:
+    """How many operations workflow code took through ``ctx`` (the runner's completeness check)."""
+    return ctx._op
 
 
 def _activity_error(name: str, failed: HistoryEvent, workflow_id: str) -> ActivityError:

@@ -114,12 +114,31 @@ class WorkflowHandle:
         return outcome_of(state)
 
     def signal(self, name: str, payload: Any = None) -> Signal:
+        """Send signal ``name`` to the workflow (see ``WorkflowExecutor.signal``); never lost once sent.
+
+        Raises:
+            WorkflowNotFoundError: the workflow is no longer in the store.
+            WorkflowNotRunningError: the run has ended.
+            InvalidInputError: bad name, or a non-JSON / oversized payload.
+        """
         return self.executor.signal(self.id, Signal(name=name, payload=payload))
 
     def query(self, query_type: str) -> Any:
+        """Answer a query about the workflow (see ``WorkflowExecutor.query``).
+
+        Raises:
+            WorkflowNotFoundError: the workflow is no longer in the store.
+            InvalidInputError: unknown query type, or its handler failed.
+        """
         return self.executor.query(self.id, query_type)
 
     def cancel(self) -> None:
+        """Request cancellation of the workflow (see ``WorkflowExecutor.cancel``).
+
+        Raises:
+            WorkflowNotFoundError: the workflow is no longer in the store.
+            WorkflowNotRunningError: the run has ended.
+        """
         self.executor.cancel(self.id)
 
 
@@ -141,6 +160,17 @@ def outcome_of(state: WorkflowState) -> Any:
         raise WorkflowTimeoutError(f"workflow {state.workflow_id!r} timed out: {message}",
                                    workflow_id=state.workflow_id)
     raise InvalidInputError(f"workflow {state.workflow_id!r} is still running")
+
+
+def _options(options: WorkflowOptions | dict | None) -> WorkflowOptions:
+    """``execute``'s options as a ``WorkflowOptions`` (a dict is taken as its fields)."""
+    if options is None:
+        return WorkflowOptions()
+    if isinstance(options, dict):
+        return WorkflowOptions(**options)
+    if not isinstance(options, WorkflowOptions):
+        raise InvalidInputError("options must be a WorkflowOptions")
+    return options
 
 
 class WorkflowExecutor:
@@ -193,6 +223,7 @@ class WorkflowExecutor:
         self.hooks = compose_hooks(self.hooks, hooks)
 
     def runner_config(self) -> RunnerConfig:
+        """What an activation run by this executor uses: its store, clock, hooks and limits."""
         return RunnerConfig(
             store=self.store, clock=self.clock, hooks=self.hooks, lease_seconds=self.lease_seconds,
             in_place_wait=self.in_place_wait, max_payload=self.max_payload_bytes,
@@ -209,12 +240,7 @@ class WorkflowExecutor:
             InvalidInputError: unknown workflow type, bad id, non-JSON or oversized input, bad timeout.
             WorkflowAlreadyExistsError: a run of that id is still open.
         """
-        if options is None:
-            options = WorkflowOptions()
-        elif isinstance(options, dict):
-            options = WorkflowOptions(**options)
-        elif not isinstance(options, WorkflowOptions):
-            raise InvalidInputError("options must be a WorkflowOptions")
+        options = _options(options)
         type_name = workflow_name(workflow)
         get_workflow(type_name)
         workflow_id = (validate_workflow_id(options.id) if options.id is not None

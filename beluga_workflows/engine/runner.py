@@ -3,6 +3,10 @@
 ``run_workflow`` is what every runtime (threads, Celery) calls when a run may have work to do. It is
 safe to call for any id at any time, as often as you like: a run leased by another worker, ended or
 missing is left alone, and a run that has nothing to do yet suspends again after a fast replay.
+
+An ``Activation`` holds the run in memory and writes through the store; it is the
+``ActivationPort`` its ``WorkflowContext`` talks to, and the ``LeaseHolder`` the lease keeper
+renews while it works.
 """
 
 from __future__ import annotations
@@ -10,25 +14,29 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import threading
 import uuid
-from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ._control import LeaseLost, StopReplay, StoreDown, Suspend, TimedOut
 from .clock import Clock, SystemClock
-from .context import StopReplay, Suspend, TimedOut, WorkflowContext
+from .context import Limits, RunInfo, WorkflowContext, operations_taken
 from .errors import (
     ConflictError,
     InvalidInputError,
     NonDeterminismError,
     WorkflowCanceledError,
     WorkflowError,
+    WorkflowTimeoutError,
     describe_exception,
 )
 from .hooks import Hooks
-from .registry import get_workflow
+from .lease import lease_keeper
+from .registry import WorkflowDefinition, get_workflow
+from .replay import index_by_op, returned_early_error
 from .retry import RetryPolicy
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
 from .types import EventType, HistoryEvent, RunEnd, Signal, WorkflowState, WorkflowStatus
@@ -42,6 +50,13 @@ logger = logging.getLogger("beluga_workflows.runner")
 
 # How long to wait before a worker that does not know a run's workflow type lets another try.
 UNKNOWN_TYPE_RETRY = timedelta(seconds=30)
+
+_END_EVENT = {
+    WorkflowStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
+    WorkflowStatus.FAILED: EventType.WORKFLOW_FAILED,
+    WorkflowStatus.CANCELED: EventType.WORKFLOW_CANCELED,
+    WorkflowStatus.TIMED_OUT: EventType.WORKFLOW_TIMED_OUT,
+}
 
 
 @dataclass
@@ -78,72 +93,281 @@ def new_owner() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
 
 
-class _LeaseLost(BaseException):  # noqa: N818 - unwinds workflow code when the lease is gone
-    pass
-
-
-class _StoreDown(BaseException):  # noqa: N818 - unwinds workflow code when a checkpoint cannot be written
-    """A checkpoint failed for a reason other than a lost lease (database down, network).
-
-    The activation is abandoned rather than failing the run: the run keeps its recorded steps and
-    is picked up again once its lease expires, by which time the store may be back.
-    """
+@contextmanager
+def _writing() -> Iterator[None]:
+    """Translate a failed store write into the activation's control flow (not on the hot path)."""
+    try:
+        yield
+    except ConflictError:
+        raise LeaseLost() from None
+    except Exception as exc:
+        raise StoreDown() from exc
 
 
 class Activation:
-    """One worker's pass over one run. Holds the run in memory and writes through the store."""
+    """One worker's pass over one run. Holds the run in memory and writes through the store.
+
+    Every store write may raise ``LeaseLost`` (another worker owns the run) or ``StoreDown``;
+    ``run_workflow`` turns them into its result.
+    """
 
     def __init__(self, config: RunnerConfig, state: WorkflowState, owner: str, *, read_only: bool = False):
         self.config = config
         self.store = config.store
         self.clock = config.clock
-        self.hooks = config.hooks
-        self.in_place_wait = config.in_place_wait
-        self.max_payload = config.max_payload
-        self.default_retry = config.default_retry
         self.state = state
         self.owner = owner
         self.read_only = read_only
-        self.ops: dict[int, list[HistoryEvent]] = defaultdict(list)
-        self.cancel_op: int | None = None
-        for event in state.history:
-            if event.op:
-                self.ops[event.op].append(event)
-                if event.type is EventType.CANCEL_REQUESTED and self.cancel_op is None:
-                    self.cancel_op = event.op
+        self.lease_seconds = config.lease_seconds
+        self._lease = timedelta(seconds=config.lease_seconds)
+        self.in_place_wait = config.in_place_wait
+        self.info = RunInfo(state.workflow_id, state.run_id, state.workflow_type)
+        self.limits = Limits(config.max_payload, config.default_retry)
+        self.ops, self.cancel_op = index_by_op(state.history)
         self.last_op = max(self.ops, default=0)
         self.next_id = (state.history[-1].id + 1) if state.history else 1
         self.cancel_requested = state.cancel_requested
         self.deadline = state.deadline
         self.wake_seq = state.wake_seq
         self.signals: list[Signal] = list(state.signals)
-        self.query_handlers: dict[str, Any] = {}
-        self.suspending: Suspend | None = None
-        # Set once replay diverged from the history; the run fails even if workflow code caught it.
-        self.diverged: NonDeterminismError | None = None
+        self.query_handlers: dict[str, Callable[[], Any]] = {}
+        self.interrupted: BaseException | None = None
         self.lease_until = state.lease_expires_at
+        # The port's now(), fire() and recorded() are the clock's, the hooks' and the index's own
+        # bound methods: going through the port costs the hot path no extra call.
+        self.now: Callable[[], datetime] = config.clock.now
+        self.fire: Callable[..., None] = config.hooks.fire
+        self.recorded: Callable[[int], list[HistoryEvent] | None] = self.ops.get
 
-    # -- used by WorkflowContext ------------------------------------------------------------------
+    # -- the ActivationPort (see context.py) ------------------------------------------------------
 
-    def event(self, type: EventType, **fields: Any) -> HistoryEvent:
-        fields.setdefault("timestamp", self.clock.now())
-        return HistoryEvent(id=0, type=type, **fields)
-
-    def record(self, op: int, events: list[HistoryEvent], *, consume_signal: int | None = None,
+    def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None,
                end: RunEnd | None = None) -> None:
-        """Durably append ``events`` (of operation ``op``) before the workflow code goes on."""
+        """Durably append ``events`` (of operation ``op``; 0 with ``end``: the run's end)."""
         self._number(op, events)
-        lease_until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
+        lease_until = self.now() + self._lease
         try:
             control = self.store.append(
-                self.state.workflow_id, self.state.run_id, self.owner, events,
-                lease_until=lease_until, consume_signal=consume_signal, end=end,
+                self.info.workflow_id, self.info.run_id, self.owner, events, lease_until=lease_until,
+                consume_signal=None if consume is None else consume.id, end=end,
             )
         except ConflictError:
-            raise _LeaseLost() from None
+            raise LeaseLost() from None
         except Exception as exc:
-            raise _StoreDown() from exc
+            raise StoreDown() from exc
         self._recorded(op, events, control, lease_until)
+        if consume is not None:
+            self.signals.remove(consume)
+
+    def next_signal(self, name: str) -> Signal | None:
+        """The oldest signal ``name`` in the inbox as this activation last read it."""
+        for signal in self.signals:
+            if signal.name == name:
+                return signal
+        return None
+
+    def go_live(self, op: int) -> None:
+        """Stop a read-only replay or a run past its deadline; deliver a requested cancel at ``op``.
+
+        Raises:
+            StopReplay / TimedOut / WorkflowCanceledError: in that order of precedence.
+        """
+        if self.read_only:
+            raise StopReplay()
+        if self.deadline is not None and self.now() >= self.deadline:
+            raise TimedOut()
+        if self.cancel_requested and self.cancel_op is None:
+            self.record(op, [HistoryEvent(id=0, type=EventType.CANCEL_REQUESTED, timestamp=self.now())])
+            self.cancel_op = op
+            self.fire("on_cancel", self.info.workflow_id)
+            raise WorkflowCanceledError("workflow cancel requested", workflow_id=self.info.workflow_id)
+
+    def cancel_requested_at(self, op: int) -> bool:
+        """Whether a cancel was delivered by ``op``, or (past the history) is pending."""
+        if self.cancel_op is not None and self.cancel_op <= op:
+            return True
+        return op >= self.last_op and self.cancel_requested
+
+    def wait(self, op: int, until: datetime, kind: str, name: str) -> None:
+        """Return once ``until`` has passed; retry backoffs up to ``in_place_wait`` seconds (and
+        ending before the deadline) are slept in place: they are short and frequent.
+
+        Raises:
+            Suspend: the run suspends until ``until``.
+        """
+        self.go_live(op)
+        remaining = (until - self.now()).total_seconds()
+        if remaining <= 0:
+            return
+        if (kind == "retry" and remaining <= self.in_place_wait
+                and (self.deadline is None or until < self.deadline)):
+            self.clock.sleep(remaining)
+            return
+        raise self.interrupt(Suspend(kind, name, until))
+
+    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
+        """Remember ``stop`` (a divergence is never replaced) and return it."""
+        if not isinstance(self.interrupted, NonDeterminismError):
+            self.interrupted = stop
+        return stop
+
+    def add_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
+        """Keep ``fn`` as the handler of query ``name``."""
+        self.query_handlers[name] = fn
+
+    # -- the LeaseHolder (see lease.py) -----------------------------------------------------------
+
+    def renew_lease(self, until: datetime) -> bool:
+        """Extend this activation's lease to ``until``; ``False`` if another worker owns the run."""
+        return self.store.renew(self.info.workflow_id, self.info.run_id, self.owner, until)
+
+    # -- the activation ---------------------------------------------------------------------------
+
+    def run(self) -> ActivationResult:
+        """Replay and run the workflow code until the run suspends or ends.
+
+        Raises:
+            LeaseLost / StoreDown: a store write failed (``run_workflow`` reports it).
+        """
+        try:
+            definition = get_workflow(self.info.workflow_type)
+        except InvalidInputError:
+            return self._leave_unknown_type()
+        if not self.ops and len(self.state.history) <= 1:
+            self.fire("on_workflow_start", self.info.workflow_id, self.state.input)
+        while True:
+            outcome = self._pass(definition)
+            if outcome is not None:
+                return outcome
+
+    def _pass(self, definition: WorkflowDefinition) -> ActivationResult | None:
+        """Run the workflow code once over the history; ``None``: run it again (a signal or a
+        cancel raced the suspension it ended in)."""
+        if not isinstance(self.interrupted, NonDeterminismError):
+            self.interrupted = None
+        ctx = WorkflowContext(self)
+        try:
+            result = self._call(definition, ctx)
+        except Suspend as suspension:
+            return self._suspend(suspension)
+        except TimedOut:
+            return self._end(WorkflowStatus.TIMED_OUT, error={
+                "type": "WorkflowTimeoutError",
+                "message": f"workflow passed its deadline {self.deadline.isoformat()}",
+                "traceback": "",
+            })
+        except NonDeterminismError as exc:  # the run fails, canceled or not
+            return self._fail(exc)
+        except Exception as exc:  # the workflow's own error (a delivered cancel included)
+            return self._raised(exc)
+        return self._complete(ctx, result)
+
+    def _call(self, definition: WorkflowDefinition, ctx: WorkflowContext) -> Any:
+        """Call the workflow function; a stop it swallowed is raised again once it returns."""
+        if self.deadline is not None and self.now() >= self.deadline:
+            raise TimedOut()
+        result = definition(ctx, self.state.input)
+        if self.interrupted is not None:
+            raise self.interrupted
+        return result
+
+    def _raised(self, exc: Exception) -> ActivationResult:
+        """The workflow code raised ``exc``: a divergence it swallowed fails the run; otherwise a
+        delivered cancel ends it canceled, and anything else fails it."""
+        if isinstance(self.interrupted, NonDeterminismError):
+            return self._fail(self.interrupted)
+        if self.cancel_op is not None:
+            return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
+        return self._fail(exc)
+
+    def _complete(self, ctx: WorkflowContext, result: Any) -> ActivationResult:
+        """The workflow code returned ``result``: record it (canceled if a cancel was delivered)."""
+        try:
+            steps = operations_taken(ctx)
+            if steps < self.last_op:
+                raise returned_early_error(self.info.workflow_type, self.info.workflow_id, steps,
+                                           self.last_op)
+            result = to_json_value(result, "workflow result", max_bytes=self.limits.max_payload)
+        except WorkflowError as exc:
+            return self._fail(exc)
+        status = WorkflowStatus.CANCELED if self.cancel_op is not None else WorkflowStatus.COMPLETED
+        return self._end(status, result=result)
+
+    def _fail(self, exc: BaseException) -> ActivationResult:
+        return self._end(WorkflowStatus.FAILED, error=describe_exception(exc), exc=exc)
+
+    def _end(self, status: WorkflowStatus, *, result: Any = None, error: dict | None = None,
+             exc: BaseException | None = None) -> ActivationResult:
+        """Record the run's end, then fire its hook."""
+        event = HistoryEvent(id=0, type=_END_EVENT[status], timestamp=self.now(), result=result,
+                             error=error)
+        self.record(0, [event], end=RunEnd(status, result, error))
+        wf_id = self.info.workflow_id
+        if status is WorkflowStatus.COMPLETED:
+            self.fire("on_workflow_complete", wf_id, result)
+        elif status is WorkflowStatus.FAILED:
+            self.fire("on_workflow_fail", wf_id, exc or WorkflowError(str(error)))
+        elif status is WorkflowStatus.TIMED_OUT:
+            self.fire("on_workflow_fail", wf_id, WorkflowTimeoutError(error["message"],
+                                                                      workflow_id=wf_id))
+        return ActivationResult(True, status)
+
+    # -- suspending -------------------------------------------------------------------------------
+
+    def _suspend(self, suspension: Suspend) -> ActivationResult | None:
+        """Release the run until its wake-up (the deadline, if sooner); ``None`` if a signal or a
+        cancel came in meanwhile (the inbox is reloaded and the lease kept)."""
+        wake_at = suspension.until
+        if self.deadline is not None and (wake_at is None or self.deadline < wake_at):
+            wake_at = self.deadline
+        if self._release(suspension.kind, suspension.name, wake_at, suspension.until,
+                         suspension.record):
+            return self._suspended(wake_at)
+        self._reload_inbox()
+        return None
+
+    def _leave_unknown_type(self) -> ActivationResult:
+        """This worker does not know the run's workflow type: leave the run to another for a while."""
+        logger.error("workflow type %r of run %s is not registered in this worker; "
+                     "leaving it for another", self.info.workflow_type, self.info.workflow_id)
+        wake_at = self.now() + UNKNOWN_TYPE_RETRY
+        if not self._release("worker", f"unknown workflow type {self.info.workflow_type}",
+                             wake_at, None, None):
+            self._reload_inbox()
+        return self._suspended(wake_at)
+
+    def _release(self, kind: str, name: str, wake_at: datetime | None, wait_until: datetime | None,
+                 record: tuple[int, list[HistoryEvent]] | None) -> bool:
+        """Suspend the run unless a signal or cancel came that this activation has not seen,
+        appending ``record``'s events in the same write; ``True`` once it is released."""
+        wf_id, run_id = self.info.workflow_id, self.info.run_id
+        wait = {"seen_wake_seq": self.wake_seq, "wake_at": wake_at, "wait_kind": kind,
+                "wait_name": name, "wait_until": wait_until}
+        if record is None:
+            with _writing():
+                return self.store.suspend(wf_id, run_id, self.owner, **wait)
+        op, events = record
+        self._number(op, events)
+        lease_until = self.now() + self._lease
+        with _writing():
+            control, suspended = self.store.append_and_suspend(
+                wf_id, run_id, self.owner, events, lease_until=lease_until, **wait)
+        self._recorded(op, events, control, lease_until)
+        return suspended
+
+    def _reload_inbox(self) -> None:
+        """Read the signals, cancel flag and wake sequence the store has now (the lease is kept)."""
+        with _writing():
+            fresh = self.store.refresh(self.info.workflow_id, self.info.run_id, self.owner)
+        self.wake_seq = fresh.wake_seq
+        self.signals = list(fresh.signals)
+        self.cancel_requested = fresh.cancel_requested
+
+    def _suspended(self, wake_at: datetime | None) -> ActivationResult:
+        return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
+                                queue=self.state.queue or "")
+
+    # -- bookkeeping ------------------------------------------------------------------------------
 
     def _number(self, op: int, events: list[HistoryEvent]) -> None:
         for event in events:
@@ -159,227 +383,29 @@ class Activation:
         if op:
             self.ops[op].extend(events)
             self.last_op = max(self.last_op, op)
-        # Adopt the cancel flag at once; wake_seq only changes with refresh() (see suspend()).
+        # Adopt the cancel flag at once; wake_seq only changes with a reload (see _suspend()).
         self.cancel_requested = self.cancel_requested or control.cancel_requested
-
-    def next_signal(self, name: str) -> Signal | None:
-        for signal in self.signals:
-            if signal.name == name:
-                return signal
-        return None
-
-    def suspend(self, kind: str, name: str, until: datetime | None, *,
-                record: tuple[int, list[HistoryEvent]] | None = None) -> Suspend:
-        self.suspending = Suspend(kind, name, until, record)
-        return self.suspending
-
-    # -- the activation ---------------------------------------------------------------------------
-
-    def run(self) -> ActivationResult:
-        state = self.state
-        try:
-            definition = get_workflow(state.workflow_type)
-        except InvalidInputError:
-            logger.error("workflow type %r of run %s is not registered in this worker; "
-                         "leaving it for another", state.workflow_type, state.workflow_id)
-            wake_at = self.clock.now() + UNKNOWN_TYPE_RETRY
-            self._try_suspend("worker", f"unknown workflow type {state.workflow_type}", wake_at, None)
-            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
-                                    queue=self.state.queue or "")
-
-        if not self.ops and len(state.history) <= 1:
-            self.hooks.fire("on_workflow_start", state.workflow_id, state.input)
-        while True:
-            self.suspending = None
-            ctx = WorkflowContext(self)
-            try:
-                if self.deadline is not None and self.clock.now() >= self.deadline:
-                    raise TimedOut()
-                result = definition(ctx, state.input)
-                if self.diverged is not None:  # the code swallowed the divergence
-                    raise self.diverged
-                if self.suspending is not None:  # the code swallowed the suspension
-                    raise self.suspending
-            except Suspend as suspension:
-                outcome = self._suspend(suspension)
-                if outcome is not None:
-                    return outcome
-                continue  # a signal or cancel raced the suspension: look again
-            except _LeaseLost:
-                return self._lost()
-            except _StoreDown as down:
-                return self._abandon(down.__cause__)
-            except TimedOut:
-                return self._end(WorkflowStatus.TIMED_OUT, error={
-                    "type": "WorkflowTimeoutError",
-                    "message": f"workflow passed its deadline {self.deadline.isoformat()}",
-                    "traceback": "",
-                })
-            except NonDeterminismError as exc:
-                return self._fail(exc)
-            except WorkflowCanceledError as exc:
-                if self.diverged is not None:
-                    return self._fail(self.diverged)
-                if self.cancel_op is not None:
-                    return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
-                return self._fail(exc)
-            except Exception as exc:
-                if self.diverged is not None:
-                    return self._fail(self.diverged)
-                if self.cancel_op is not None:
-                    return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
-                return self._fail(exc)
-            return self._complete(ctx, result)
-
-    def _complete(self, ctx: WorkflowContext, result: Any) -> ActivationResult:
-        try:
-            if ctx._op < self.last_op:
-                raise NonDeterminismError(
-                    f"workflow {self.state.workflow_type!r} returned after step {ctx._op} but its "
-                    f"history records {self.last_op} steps; the workflow code changed while this "
-                    f"run was open, or it is not deterministic",
-                    workflow_id=self.state.workflow_id,
-                )
-            result = to_json_value(result, "workflow result", max_bytes=self.max_payload)
-        except WorkflowError as exc:
-            return self._fail(exc)
-        status = WorkflowStatus.CANCELED if self.cancel_op is not None else WorkflowStatus.COMPLETED
-        return self._end(status, result=result)
-
-    def _fail(self, exc: BaseException) -> ActivationResult:
-        return self._end(WorkflowStatus.FAILED, error=describe_exception(exc), exc=exc)
-
-    def _end(self, status: WorkflowStatus, *, result: Any = None, error: dict | None = None,
-             exc: BaseException | None = None) -> ActivationResult:
-        event_type = {
-            WorkflowStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
-            WorkflowStatus.FAILED: EventType.WORKFLOW_FAILED,
-            WorkflowStatus.CANCELED: EventType.WORKFLOW_CANCELED,
-            WorkflowStatus.TIMED_OUT: EventType.WORKFLOW_TIMED_OUT,
-        }[status]
-        event = self.event(event_type, result=result, error=error)
-        try:
-            self.record(0, [event], end=RunEnd(status, result, error))
-        except _LeaseLost:
-            return self._lost()
-        except _StoreDown as down:
-            return self._abandon(down.__cause__)
-        wf_id = self.state.workflow_id
-        if status is WorkflowStatus.COMPLETED:
-            self.hooks.fire("on_workflow_complete", wf_id, result)
-        elif status is WorkflowStatus.FAILED:
-            self.hooks.fire("on_workflow_fail", wf_id, exc or WorkflowError(str(error)))
-        elif status is WorkflowStatus.TIMED_OUT:
-            from .errors import WorkflowTimeoutError
-
-            self.hooks.fire("on_workflow_fail", wf_id, WorkflowTimeoutError(error["message"],
-                                                                           workflow_id=wf_id))
-        return ActivationResult(True, status)
-
-    def _suspend(self, suspension: Suspend) -> ActivationResult | None:
-        wake_at = suspension.until
-        if self.deadline is not None and (wake_at is None or self.deadline < wake_at):
-            wake_at = self.deadline
-        if self._try_suspend(suspension.kind, suspension.name, wake_at, suspension.until,
-                             suspension.record):
-            return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,
-                                    queue=self.state.queue or "")
-        return None
-
-    def _try_suspend(self, kind: str, name: str, wake_at: datetime | None,
-                     wait_until: datetime | None,
-                     record: tuple[int, list[HistoryEvent]] | None = None) -> bool:
-        """Release the run (appending ``record``'s events in the same write); on a raced
-        signal/cancel, keep the lease, reload the inbox and return False."""
-        wf_id, run_id = self.state.workflow_id, self.state.run_id
-        try:
-            if record is not None:
-                op, events = record
-                self._number(op, events)
-                lease_until = self.clock.now() + timedelta(seconds=self.config.lease_seconds)
-                control, suspended = self.store.append_and_suspend(
-                    wf_id, run_id, self.owner, events, lease_until=lease_until,
-                    seen_wake_seq=self.wake_seq, wake_at=wake_at, wait_kind=kind, wait_name=name,
-                    wait_until=wait_until)
-                self._recorded(op, events, control, lease_until)
-                if suspended:
-                    return True
-            elif self.store.suspend(wf_id, run_id, self.owner, seen_wake_seq=self.wake_seq,
-                                    wake_at=wake_at, wait_kind=kind, wait_name=name,
-                                    wait_until=wait_until):
-                return True
-            fresh = self.store.refresh(wf_id, run_id, self.owner)
-        except ConflictError:
-            raise _LeaseLost() from None
-        except Exception as exc:
-            raise _StoreDown() from exc
-        self.wake_seq = fresh.wake_seq
-        self.signals = list(fresh.signals)
-        self.cancel_requested = fresh.cancel_requested
-        return False
 
     def _abandon(self, cause: BaseException | None) -> ActivationResult:
         logger.error("could not checkpoint %s (%s); leaving it for a retry after its lease expires",
-                     self.state.workflow_id, cause)
+                     self.info.workflow_id, cause)
         return ActivationResult(True, abandoned=True)
 
     def _lost(self) -> ActivationResult:
-        logger.warning("lost the lease on %s; another worker has the run", self.state.workflow_id)
+        logger.warning("lost the lease on %s; another worker has the run", self.info.workflow_id)
         return ActivationResult(True, lease_lost=True)
-
-
-class _LeaseKeeper:
-    """One thread per process that renews the leases of activations still working."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._active: dict[int, Activation] = {}
-        self._wake = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def add(self, activation: Activation) -> None:
-        with self._lock:
-            self._active[id(activation)] = activation
-            self._wake.set()  # re-read the period: this lease may be the shortest
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._loop, name="beluga-lease-keeper",
-                                                daemon=True)
-                self._thread.start()
-
-    def remove(self, activation: Activation) -> None:
-        with self._lock:
-            self._active.pop(id(activation), None)
-
-    def _loop(self) -> None:
-        while True:
-            # Look at least three times per lease: a lease shorter than this loop's period would
-            # expire under a live worker and let the recovery sweep start a second one.
-            with self._lock:
-                period = min((a.config.lease_seconds / 3 for a in self._active.values()), default=1.0)
-            self._wake.wait(min(max(period, 0.01), 1.0))
-            self._wake.clear()
-            with self._lock:
-                active = list(self._active.values())
-            for a in active:
-                now = a.clock.now()
-                lease = a.config.lease_seconds
-                if a.lease_until is None or (a.lease_until - now).total_seconds() < lease * 2 / 3:
-                    until = now + timedelta(seconds=lease)
-                    try:
-                        if a.store.renew(a.state.workflow_id, a.state.run_id, a.owner, until):
-                            a.lease_until = until
-                    except Exception:
-                        logger.exception("renewing the lease of %s failed", a.state.workflow_id)
-
-
-lease_keeper = _LeaseKeeper()
 
 
 def run_workflow(config: RunnerConfig, workflow_id: str, *, owner: str | None = None) -> ActivationResult:
     """Advance the open run of ``workflow_id`` as far as it can go now.
 
     Returns without doing anything (``claimed=False``) when the run is missing, ended, or leased
-    by another worker. A workflow's own exception fails that run; it never escapes this function.
+    by another worker. A workflow's own exception fails that run; it never escapes this function,
+    and neither does a store failure during the activation (``abandoned``) or a lost lease
+    (``lease_lost``).
+
+    Raises:
+        Exception: the store failed while claiming the run (nothing was changed).
     """
     owner = owner or new_owner()
     now = config.clock.now()
@@ -390,9 +416,9 @@ def run_workflow(config: RunnerConfig, workflow_id: str, *, owner: str | None = 
     lease_keeper.add(activation)
     try:
         return activation.run()
-    except _LeaseLost:
+    except LeaseLost:
         return activation._lost()
-    except _StoreDown as down:
+    except StoreDown as down:
         return activation._abandon(down.__cause__)
     finally:
         lease_keeper.remove(activation)
@@ -401,18 +427,16 @@ def run_workflow(config: RunnerConfig, workflow_id: str, *, owner: str | None = 
 def query_workflow(config: RunnerConfig, state: WorkflowState, query_type: str) -> Any:
     """Answer a custom query: replay the run read-only to its current point, then ask its handler.
 
+    The replay does no work and writes nothing: it stops at the first operation not recorded yet.
+
     Raises:
-        InvalidInputError: the workflow registers no handler of that name.
+        InvalidInputError: the workflow registers no handler of that name, its handler raised, or
+            its answer is not JSON-serialisable.
     """
     definition = get_workflow(state.workflow_type)
     activation = Activation(config, state, owner="", read_only=True)
     activation.cancel_requested = False  # a query never delivers anything
-    try:
-        definition(WorkflowContext(activation), state.input)
-    except (StopReplay, Suspend, TimedOut):
-        pass
-    except Exception:  # the run failed or was canceled at this point: handlers still answer
-        pass
+    _replay_read_only(definition, activation)
     handler = activation.query_handlers.get(query_type)
     if handler is None:
         known = ", ".join(["status", "result", "history", *sorted(activation.query_handlers)])
@@ -430,3 +454,13 @@ def query_workflow(config: RunnerConfig, state: WorkflowState, query_type: str) 
             workflow_id=state.workflow_id, code="query_failed",
         ) from exc
     return to_json_value(answer, f"answer to query {query_type!r}", max_bytes=config.max_payload)
+
+
+def _replay_read_only(definition: WorkflowDefinition, activation: Activation) -> None:
+    """Run the workflow code over its history until it reaches the present, registering handlers."""
+    try:
+        definition(WorkflowContext(activation), activation.state.input)
+    except (StopReplay, Suspend, TimedOut):  # it reached the present, a wait or its deadline
+        pass
+    except Exception:  # the run failed or was canceled at this point: handlers still answer
+        pass

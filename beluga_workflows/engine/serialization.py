@@ -26,6 +26,7 @@ def dumps(value: Any) -> str:
 
 
 def loads(text: str | bytes) -> Any:
+    """Decode JSON text (``ValueError`` if it is not JSON)."""
     return json.loads(text)
 
 

@@ -76,6 +76,7 @@ class WorkflowStatus(str, enum.Enum):
 
     @property
     def is_open(self) -> bool:
+        """``True`` for ``RUNNING``, the only status a run can leave."""
         return self is WorkflowStatus.RUNNING
 
 
@@ -144,6 +145,7 @@ class HistoryEvent:
         return self.activity_name or self.signal_name
 
     def to_dict(self) -> dict[str, Any]:
+        """The event as JSON-ready data (datetimes as ISO strings); ``from_dict`` reads it back."""
         data = {f.name: getattr(self, f.name) for f in fields(self)}
         data["type"] = self.type.value
         data["timestamp"] = _iso(self.timestamp)
@@ -152,6 +154,11 @@ class HistoryEvent:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> HistoryEvent:
+        """An event from ``to_dict``'s data; unknown keys are ignored (newer writers).
+
+        Raises:
+            ValueError: an unknown event type or a malformed timestamp.
+        """
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         values["timestamp"] = _dt(values.get("timestamp")) or utcnow()
@@ -170,6 +177,7 @@ class Signal:
     id: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
+        """The signal as JSON-ready data; ``from_dict`` reads it back."""
         return {
             "id": self.id,
             "name": self.name,
@@ -180,6 +188,11 @@ class Signal:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Signal:
+        """A signal from ``to_dict``'s data.
+
+        Raises:
+            KeyError: the data has no ``name``.
+        """
         return cls(
             name=data["name"],
             payload=data.get("payload"),
@@ -278,6 +291,7 @@ class WorkflowState:
 
     @property
     def is_open(self) -> bool:
+        """``True`` while the run is ``running``."""
         return self.status.is_open
 
     @property
@@ -289,6 +303,7 @@ class WorkflowState:
         return (end - self.created_at).total_seconds()
 
     def to_dict(self, *, history: bool = True) -> dict[str, Any]:
+        """The run as JSON-ready data (``history=False``: with an empty history)."""
         data: dict[str, Any] = {}
         for f in fields(self):
             value = getattr(self, f.name)
@@ -302,6 +317,11 @@ class WorkflowState:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> WorkflowState:
+        """A run from ``to_dict``'s data; unknown keys are ignored.
+
+        Raises:
+            ValueError: an unknown status or event type, or a malformed timestamp.
+        """
         known = {f.name for f in fields(cls)}
         values = {k: v for k, v in data.items() if k in known}
         for name in ("created_at", "updated_at", "ended_at", "deadline", "lease_expires_at",
