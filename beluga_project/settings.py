@@ -62,6 +62,7 @@ ROOT_URLCONF = "beluga_project.urls"
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
+        # The project's own templates, before the apps': admin/base_site.html brands the admin.
         "DIRS": [BASE_DIR / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {

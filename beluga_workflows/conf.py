@@ -20,7 +20,14 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.signals import setting_changed
 from django.utils.module_loading import import_string
 
-__all__ = ["DEFAULTS", "IMPORT_STRINGS", "ConfiguredSingleton", "on_reload", "workflow_settings"]
+__all__ = [
+    "DEFAULTS",
+    "IMPORT_STRINGS",
+    "ConfiguredSingleton",
+    "import_backend",
+    "on_reload",
+    "workflow_settings",
+]
 
 DEFAULTS: dict[str, Any] = {
     # Where runs live: an alias (memory, django, redis, nats, inngest, dapr) or a dotted path.
@@ -66,6 +73,33 @@ def _import_list(key: str, value: Any) -> list[Any]:
             raise ImproperlyConfigured(f'BELUGA_WORKFLOWS["{key}"]: cannot import {path!r}: {exc}'
                                        ) from exc
     return objects
+
+
+def import_backend(section: str, path: str, base: type, *, label: str | None = None,
+                   extra: str | None = None, hint: str = "") -> type:
+    """The class at dotted ``path`` that ``BELUGA_WORKFLOWS[section]["BACKEND"]`` names.
+
+    Args:
+        base: the class it must subclass.
+        label: how the setting spelled it (an alias), for messages; default ``path``.
+        extra: the extra that brings its library, named when the import fails.
+        hint: appended to the message when the import fails for another reason.
+
+    Raises:
+        ImproperlyConfigured: it cannot be imported, or it is not a subclass of ``base``.
+    """
+    setting = f'BELUGA_WORKFLOWS["{section}"]["BACKEND"] = {label or path!r}'
+    try:
+        cls = import_string(path)
+    except ImportError as exc:
+        if extra is not None:
+            raise ImproperlyConfigured(
+                f'{setting} needs a library that is not installed ({exc}): '
+                f'pip install "beluga-workflows[{extra}]"') from exc
+        raise ImproperlyConfigured(f"{setting} cannot be imported ({exc}){hint}") from exc
+    if not (isinstance(cls, type) and issubclass(cls, base)):
+        raise ImproperlyConfigured(f"{setting} is not a {base.__name__} subclass")
+    return cls
 
 
 class WorkflowSettings:

@@ -28,13 +28,18 @@ pick_python() {
         || die "$("$PY" -V 2>&1) is too old: beluga_workflows needs Python 3.10 or newer"
 }
 
+# What the dev extra brings, one module per part: the app (its Celery tasks), each extra of
+# pyproject.toml (celery, redis, nats, api, http, postgres) and the example project's and the
+# tests' own tools.
+DEV_IMPORTS='beluga_workflows.tasks, django, celery, redis, nats, rest_framework, drf_spectacular, httpx, psycopg, environ, pytest_django, playwright'
+
 # The project and its dev extras are installed when they cannot be imported, or when
 # pyproject.toml changed since this interpreter last installed them.
 ensure_installed() {
     local stamp
     stamp="var/.installed-$( (cat pyproject.toml; "$PY" -c 'import sys; print(sys.executable)') \
         | cksum | cut -d' ' -f1)"
-    if [ -f "$stamp" ] && "$PY" -c 'import beluga_workflows.tasks, django, celery, environ, psycopg, redis, pytest_django' 2>/dev/null; then
+    if [ -f "$stamp" ] && "$PY" -c "import $DEV_IMPORTS" 2>/dev/null; then
         return
     fi
     say "installing the project and its dev tools: pip install -e \".[dev]\""

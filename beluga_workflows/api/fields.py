@@ -17,6 +17,7 @@ from rest_framework import serializers
 
 from ..engine.executor import MAX_ID_LENGTH
 from ..engine.registry import registered_workflows
+from ..engine.types import MAX_DURATION_SECONDS
 from ..human import HUMAN_DECISIONS
 
 __all__ = [
@@ -46,8 +47,9 @@ WORKFLOW_ID_PATTERN = (
 )
 # A signal name: not only whitespace, and no NUL (which text columns cannot hold).
 SIGNAL_NAME_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}\t\n\x0b\x0c\r\x1c-\x1f][^\x00]*$"
-# Longest workflow timeout the API takes (100 years): later deadlines cannot be represented.
-MAX_TIMEOUT_SECONDS = 100 * 365 * 24 * 3600
+# Longest workflow timeout the API takes (the engine's 100 years): later deadlines cannot be
+# represented.
+MAX_TIMEOUT_SECONDS = int(MAX_DURATION_SECONDS)
 
 
 class TextField(serializers.CharField):

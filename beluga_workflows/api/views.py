@@ -21,8 +21,14 @@ from rest_framework.views import APIView
 
 from ..engine.errors import InvalidInputError, WorkflowError
 from ..engine.executor import MAX_ID_LENGTH, WorkflowExecutor, validate_workflow_id
-from ..engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowStatus
-from ..human import HUMAN_WAIT_KIND, NO_HUMAN_TASK, answer_human_task, pending_human_task
+from ..engine.types import Signal, WorkflowFilter, WorkflowOptions
+from ..human import (
+    NO_HUMAN_TASK,
+    answer_human_task,
+    count_pending_human_tasks,
+    list_pending_human_tasks,
+    pending_human_task,
+)
 from ..runtimes import get_executor
 from .exceptions import BadRequest, NotFound, api_exception_for, summarize_errors
 from .fields import WORKFLOW_ID_PATTERN
@@ -385,15 +391,13 @@ class HumanTaskListView(WorkflowAPIView):
     def get(self, request: Request) -> Response:
         params = self.parse(HumanTaskListQuerySerializer, request.query_params)
         limit, offset = params["limit"], params["offset"]
-        waiting = WorkflowFilter(
-            status=WorkflowStatus.RUNNING, wait_kind=HUMAN_WAIT_KIND,
-            workflow_type=params.get("workflow_type") or None, limit=limit, offset=offset,
-        )
+        workflow_type = params.get("workflow_type") or None
         store = self.executor.store
-        states = store.list(waiting)
-        count = store.count(waiting)
-        tasks = [task for state in states
-                 if (task := pending_human_task(state, store.history(state.workflow_id)))]
+        waiting = list_pending_human_tasks(store, workflow_type=workflow_type, offset=offset,
+                                           limit=limit)
+        count = count_pending_human_tasks(store, workflow_type=workflow_type)
+        # A run answered since the store listed it has no task any more: left out of the page.
+        tasks = [run.task for run in waiting if run.task is not None]
         next_url, previous_url = _page_links(request, offset, limit, count)
         return Response({
             "count": count,

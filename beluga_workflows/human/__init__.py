@@ -8,7 +8,15 @@ from .activity import (
     STALE_HUMAN_TASK,
     HumanActivity,
 )
-from .tasks import HumanTask, answer_human_task, pending_human_task
+from .tasks import (
+    HumanTask,
+    WaitingRun,
+    answer_human_task,
+    count_pending_human_tasks,
+    human_task_of,
+    list_pending_human_tasks,
+    pending_human_task,
+)
 
 __all__ = [
     "HUMAN_DECISIONS",
@@ -18,6 +26,10 @@ __all__ = [
     "STALE_HUMAN_TASK",
     "HumanActivity",
     "HumanTask",
+    "WaitingRun",
     "answer_human_task",
+    "count_pending_human_tasks",
+    "human_task_of",
+    "list_pending_human_tasks",
     "pending_human_task",
 ]

@@ -1,7 +1,8 @@
-"""Pending human tasks: find the request a run waits for, and answer it.
+"""Pending human tasks: list the runs waiting for a person, find each one's request, answer it.
 
 The admin's "Human tasks" pages and the REST API's ``/human-tasks/`` both list and answer through
-these functions, so each rule (what counts as pending, what an answer must be) is written once.
+these functions, so each rule (which runs wait for a person, what counts as pending, what an
+answer must be) is written once.
 """
 
 from __future__ import annotations
@@ -12,13 +13,35 @@ from typing import TYPE_CHECKING, Any
 
 from ..engine.errors import InvalidInputError, WorkflowNotFoundError, WorkflowNotRunningError
 from ..engine.serialization import to_json_value
-from ..engine.types import EventType, HistoryEvent, Signal, WorkflowState
-from .activity import HUMAN_DECISIONS, HUMAN_SIGNAL_PREFIX, NO_HUMAN_TASK, STALE_HUMAN_TASK
+from ..engine.types import (
+    EventType,
+    HistoryEvent,
+    Signal,
+    WorkflowFilter,
+    WorkflowState,
+    WorkflowStatus,
+)
+from .activity import (
+    HUMAN_DECISIONS,
+    HUMAN_SIGNAL_PREFIX,
+    HUMAN_WAIT_KIND,
+    NO_HUMAN_TASK,
+    STALE_HUMAN_TASK,
+)
 
 if TYPE_CHECKING:
     from ..engine.executor import WorkflowExecutor
+    from ..stores.base import WorkflowStore
 
-__all__ = ["HumanTask", "answer_human_task", "pending_human_task"]
+__all__ = [
+    "HumanTask",
+    "WaitingRun",
+    "answer_human_task",
+    "count_pending_human_tasks",
+    "human_task_of",
+    "list_pending_human_tasks",
+    "pending_human_task",
+]
 
 
 @dataclass
@@ -64,6 +87,58 @@ def pending_human_task(state: WorkflowState, history: list[HistoryEvent]) -> Hum
         choices=list(request.get("choices") or HUMAN_DECISIONS), data=request.get("data"),
         asked_at=asked.timestamp, due_at=asked.fire_at,
     )
+
+
+@dataclass
+class WaitingRun:
+    """An open run the store lists as waiting for a person, with the request it waits for.
+
+    ``task`` is ``None`` when the request was answered (or timed out) after the store listed the
+    run and before its history was read: the run resumes shortly. The admin shows such a run as
+    "answered"; the API leaves it out of its page.
+    """
+
+    state: WorkflowState
+    task: HumanTask | None
+
+
+def _waiting_for_a_person(workflow_type: str | None = None, *, offset: int = 0,
+                          limit: int = 0) -> WorkflowFilter:
+    return WorkflowFilter(status=WorkflowStatus.RUNNING, wait_kind=HUMAN_WAIT_KIND,
+                          workflow_type=workflow_type or None, offset=offset, limit=limit)
+
+
+def count_pending_human_tasks(store: WorkflowStore, *, workflow_type: str | None = None) -> int:
+    """How many open runs wait for a person (of ``workflow_type``, when given): one ``count``.
+
+    A run whose answer arrived but which has not resumed yet still counts.
+    """
+    return store.count(_waiting_for_a_person(workflow_type))
+
+
+def list_pending_human_tasks(
+    store: WorkflowStore,
+    *,
+    workflow_type: str | None = None,
+    offset: int = 0,
+    limit: int = 50,
+) -> list[WaitingRun]:
+    """The runs waiting for a person, newest first, each with the request it waits for.
+
+    One ``store.list`` for the page, then one ``store.history`` per listed run (so the cost is
+    bounded by ``limit``). Paginate with ``offset``/``limit`` and count with
+    ``count_pending_human_tasks``.
+    """
+    states = store.list(_waiting_for_a_person(workflow_type, offset=offset, limit=limit))
+    return [WaitingRun(state, human_task_of(store, state)) for state in states]
+
+
+def human_task_of(store: WorkflowStore, state: WorkflowState) -> HumanTask | None:
+    """The task ``state`` waits for, reading its history from ``store``; ``None`` when there is
+    none (it waits for something else, has ended, or the request was answered)."""
+    if state.wait_kind != HUMAN_WAIT_KIND or not state.is_open:
+        return None
+    return pending_human_task(state, store.history(state.workflow_id))
 
 
 def answer_human_task(

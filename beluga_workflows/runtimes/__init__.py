@@ -14,9 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.utils.module_loading import import_string
 
-from ..conf import ConfiguredSingleton, workflow_settings
+from ..conf import ConfiguredSingleton, import_backend, workflow_settings
 from ..engine.errors import InvalidInputError
 from ..engine.executor import WorkflowExecutor
 from ..engine.hooks import Hooks, compose_hooks
@@ -60,17 +59,7 @@ def executor_class(path: str) -> type[WorkflowExecutor]:
     Raises:
         ImproperlyConfigured: it cannot be imported, or it is not a ``WorkflowExecutor``.
     """
-    try:
-        cls = import_string(path)
-    except ImportError as exc:
-        raise ImproperlyConfigured(
-            f'BELUGA_WORKFLOWS["EXECUTOR"]["BACKEND"] = {path!r} cannot be imported ({exc})'
-        ) from exc
-    if not (isinstance(cls, type) and issubclass(cls, WorkflowExecutor)):
-        raise ImproperlyConfigured(
-            f'BELUGA_WORKFLOWS["EXECUTOR"]["BACKEND"] = {path!r} is not a WorkflowExecutor subclass'
-        )
-    return cls
+    return import_backend("EXECUTOR", path, WorkflowExecutor)
 
 
 def _alias_factory(path: str) -> Factory:

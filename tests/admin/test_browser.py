@@ -108,6 +108,8 @@ def viewer(transactional_db):
 
 def test_start_wait_signal_complete(executor, operator, page_for):
     page = page_for(operator)
+    expect(page.locator("#site-name")).to_have_text("Beluga workflows")  # templates/admin/
+    expect(page).to_have_title("Site administration | Beluga workflows")
     shot(page, "01-admin-index")
     page.click(f"a[href='{url('changelist')}']")
     expect(page.locator("h1")).to_have_text("Workflow runs")

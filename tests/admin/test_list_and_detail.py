@@ -27,6 +27,16 @@ def test_admin_index_lists_workflow_runs(executor, operator_client):
     assert "Workflow runs" in page and url("changelist") in page
 
 
+def test_the_example_project_brands_the_admin(executor, operator_client):
+    # templates/admin/base_site.html, through TEMPLATES["DIRS"]: every admin page, ours included.
+    for path in ("/admin/", url("changelist"), url("human_tasks")):
+        page = text(operator_client.get(path))
+        assert '<div id="site-name"><a href="/admin/">Beluga workflows</a></div>' in page, path
+        assert "Django administration" not in page and "Django site admin" not in page, path
+    assert "<title>Workflow runs | Beluga workflows</title>" in text(
+        operator_client.get(url("changelist")))
+
+
 def test_list_shows_runs_newest_first_with_status_wait_and_counts(executor, operator_client):
     executor.execute("admin_tests.wait_for_signal", WorkflowOptions(id="alpha-1", input={"a": 1}))
     waiting(executor, "alpha-1")
@@ -147,9 +157,9 @@ def test_failed_run_shows_error_and_traceback(executor, operator_client):
 
 
 def test_history_is_paged(executor, operator_client, monkeypatch):
-    from beluga_workflows import admin_views
+    from beluga_workflows.admin import workflows as admin_workflows
 
-    monkeypatch.setattr(admin_views, "HISTORY_PER_PAGE", 2)
+    monkeypatch.setattr(admin_workflows, "HISTORY_PER_PAGE", 2)
     executor.execute("admin_tests.wait_for_signal", WorkflowOptions(id="paged"))
     waiting(executor, "paged")
     executor.signal("paged", Signal("go"))

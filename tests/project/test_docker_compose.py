@@ -125,3 +125,14 @@ def test_the_database_credentials_match_the_postgres_service(compose):
     postgres = environment(compose["services"]["postgres"])
     assert (url.username, url.password, url.path.lstrip("/")) == (
         postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"])
+
+
+def test_the_image_installs_what_the_example_project_uses(compose):
+    # The core installs Django alone: the project runs the celery executor on Redis, the API and
+    # PostgreSQL (the "all" extra), reads its settings with django-environ and brands the admin
+    # from the top-level templates/ folder.
+    dockerfile = compose["x-app"]["build"]["dockerfile_inline"]
+    install = next(line for line in dockerfile.splitlines() if "pip install" in line)
+    assert '".[all]"' in install and "django-environ" in install
+    copied = {line.split()[1] for line in dockerfile.splitlines() if line.startswith("COPY")}
+    assert {"beluga_project", "beluga_workflows", "templates"} <= copied

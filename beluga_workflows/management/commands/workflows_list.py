@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from beluga_workflows.api.serializers import WorkflowSerializer
 from beluga_workflows.engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
 from beluga_workflows.management.base import WorkflowCommand
+from beluga_workflows.management.presentation import workflow_json
 
 DEFAULT_LIMIT = 50
 COLUMNS = ("ID", "TYPE", "STATUS", "STARTED", "ENDED", "WAITING FOR")
@@ -38,7 +38,7 @@ class Command(WorkflowCommand):
         states = store.list(workflow_filter)
         if as_json:
             for state in states:
-                self.stdout.write(self.dumps(WorkflowSerializer(state).data))
+                self.stdout.write(self.dumps(workflow_json(state)))
             return
         if not states:
             self.stdout.write("No workflows.")

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from beluga_workflows.api.serializers import HistoryEventSerializer, WorkflowSerializer
 from beluga_workflows.engine.types import HistoryEvent, WorkflowState
 from beluga_workflows.management.base import WorkflowCommand
+from beluga_workflows.management.presentation import event_json, workflow_json
 
 DETAIL_WIDTH = 70
 
@@ -29,8 +29,8 @@ class Command(WorkflowCommand):
         events = self.executor.store.history(handle.id)
         if as_json:
             self.stdout.write(self.dumps({
-                "workflow": WorkflowSerializer(state).data,
-                "history": HistoryEventSerializer(events, many=True).data,
+                "workflow": workflow_json(state),
+                "history": [event_json(event) for event in events],
             }, indent=2))
             return
         self.write_state(state)

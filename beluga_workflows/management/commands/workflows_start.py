@@ -6,9 +6,8 @@ import shlex
 
 from django.core.management.base import CommandError
 
-from beluga_workflows.api.fields import MAX_TIMEOUT_SECONDS
 from beluga_workflows.engine.registry import registered_workflows
-from beluga_workflows.engine.types import WorkflowOptions
+from beluga_workflows.engine.types import MAX_DURATION_SECONDS, WorkflowOptions
 from beluga_workflows.management.base import WorkflowCommand
 
 DEFAULT_WAIT = 300.0
@@ -57,7 +56,7 @@ class Command(WorkflowCommand):
     def handle(self, *args, workflow_type, workflow_id, input, timeout, wait, wait_timeout,
                **options):
         data = self.parse_json(input, "--input")
-        seconds = self.parse_seconds(timeout, "--timeout", maximum=MAX_TIMEOUT_SECONDS)
+        seconds = self.parse_seconds(timeout, "--timeout", maximum=MAX_DURATION_SECONDS)
         wait_limit = self.parse_seconds(wait_timeout, "--wait-timeout", allow_zero=True)
         handle = self.executor.execute(
             workflow_type, WorkflowOptions(id=workflow_id, input=data, timeout=seconds)

@@ -1,4 +1,5 @@
-"""The workflow admin's pages: list (with counts and the cancel action), start, run page, signal, cancel.
+"""The workflow admin's run pages: list (with counts and the cancel action), start, run page,
+signal, cancel.
 
 Every page reads the configured store through the store contract (``list``, ``count``,
 ``count_by_status``, ``load``, ``history``) and acts through the executor, never through ORM
@@ -12,37 +13,34 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
 
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 from django.utils import timezone
 
-from .engine.errors import (
+from ..engine.errors import (
     InvalidInputError,
     WorkflowAlreadyExistsError,
     WorkflowError,
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from .engine.executor import BUILTIN_QUERIES, WorkflowExecutor
-from .engine.registry import registered_workflows
-from .engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowState, WorkflowStatus
+from ..engine.executor import BUILTIN_QUERIES
+from ..engine.registry import registered_workflows
+from ..engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowState, WorkflowStatus
+from ..human import count_pending_human_tasks, human_task_of
+from .base import WorkflowAdminBase
 from .forms import QueryForm, SignalForm, StartWorkflowForm
-from .human import HUMAN_WAIT_KIND
-from .runtimes import get_executor
 
 if TYPE_CHECKING:
-    from .stores.base import WorkflowStore
+    from ..stores.base import WorkflowStore
 
-__all__ = ["WorkflowViews", "describe_wait", "elapsed"]
+__all__ = ["StoreQuery", "WorkflowPages", "describe_wait", "elapsed"]
 
 LIST_PER_PAGE = 50
 HISTORY_PER_PAGE = 200
-TEMPLATES = "admin/beluga_workflows/"
 
 
 def describe_wait(state: WorkflowState, now: Any = None) -> dict[str, Any]:
@@ -89,38 +87,8 @@ class StoreQuery:
         return self.store.list(replace(self.filter, offset=start, limit=index.stop - start))
 
 
-class WorkflowViews:
-    """Mixed into ``WorkflowStateAdmin``: the list, start, run, signal and cancel pages."""
-
-    # -- shared -----------------------------------------------------------------------------------
-
-    @property
-    def executor(self) -> WorkflowExecutor:
-        return get_executor()
-
-    @property
-    def store(self) -> WorkflowStore:
-        return self.executor.store
-
-    def page_context(self, request: HttpRequest, title: str, **extra: Any) -> dict[str, Any]:
-        return {
-            **self.admin_site.each_context(request),
-            "opts": self.opts,
-            "app_label": self.opts.app_label,
-            "title": title,
-            "has_view_permission": True,
-            **self.permissions(request),
-            "changelist_url": self.url("changelist"),
-            "human_tasks_url": self.url("human_tasks"),
-            **extra,
-        }
-
-    def require_view(self, request: HttpRequest) -> None:
-        if not self.has_view_permission(request):
-            raise PermissionDenied
-
-    def sender(self, request: HttpRequest) -> str:
-        return f"admin:{request.user.get_username()}"
+class WorkflowPages(WorkflowAdminBase):
+    """The list, start, run, signal and cancel pages of ``WorkflowStateAdmin``."""
 
     # -- the list ---------------------------------------------------------------------------------
 
@@ -140,34 +108,24 @@ class WorkflowViews:
         query = StoreQuery(self.store, flt)
         if workflow_type is None and not search:  # the dashboard already counted it
             query.total = counts[status] if status else total
-        page = Paginator(query, LIST_PER_PAGE).get_page(request.GET.get("p"))
+        pages = self.paginate(request, query, LIST_PER_PAGE)
         now = timezone.now()
         rows = [{"state": s, "wait": describe_wait(s, now), "elapsed": elapsed(s, now),
-                 "url": self.url("change", s.workflow_id)} for s in page.object_list]
+                 "url": self.url("change", s.workflow_id)} for s in pages["page"].object_list]
         types = registered_workflows()
         if workflow_type and workflow_type not in types:
             types = sorted([*types, workflow_type])
-        human_count = self.store.count(WorkflowFilter(status=WorkflowStatus.RUNNING,
-                                                      wait_kind=HUMAN_WAIT_KIND))
-        context = self.page_context(
-            request, "Workflow runs",
-            rows=rows, page=page, paginator=page.paginator, total=total,
-            page_range=page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
+        return self.render(
+            request, "change_list.html", "Workflow runs",
+            rows=rows, **pages, total=total,
             counts=[(s.value, counts.get(s.value, 0)) for s in WorkflowStatus],
             status=status or "", workflow_type=workflow_type or "", search=search,
             statuses=[(s.value, s.value.replace("_", " ").capitalize()) for s in WorkflowStatus],
-            types=types, human_count=human_count,
-            params=self._list_params(status, workflow_type, search),
+            types=types, human_count=count_pending_human_tasks(self.store),
+            params=urlencode({k: v for k, v in (("status", status), ("type", workflow_type),
+                                                ("q", search)) if v}),
             start_url=self.url("add"),
         )
-        return TemplateResponse(request, TEMPLATES + "change_list.html", context)
-
-    @staticmethod
-    def _list_params(status: str | None, workflow_type: str | None, search: str) -> str:
-        from urllib.parse import urlencode
-
-        return urlencode({k: v for k, v in (("status", status), ("type", workflow_type),
-                                            ("q", search)) if v})
 
     def cancel_selected_view(self, request: HttpRequest) -> HttpResponse:
         """The list action: confirm, then request cancel of the selected runs, skipping ended ones."""
@@ -175,8 +133,7 @@ class WorkflowViews:
         if request.POST.get("action") != "cancel_selected":
             messages.warning(request, "No action selected.")
             return back
-        if not self.has_cancel_permission(request):
-            raise PermissionDenied
+        self.require(request, self.has_cancel_permission)
         ids = request.POST.getlist("_selected_action")
         if not ids:
             messages.warning(request, "Items must be selected in order to perform actions on them. "
@@ -186,11 +143,10 @@ class WorkflowViews:
         open_ids = [wf_id for wf_id, s in states if s is not None and s.is_open]
         skipped = [wf_id for wf_id, s in states if s is None or not s.is_open]
         if request.POST.get("post") != "yes":
-            context = self.page_context(
-                request, "Are you sure?", ids=ids, skipped=skipped,
-                to_cancel=[s for _, s in states if s is not None and s.is_open],
+            return self.render(
+                request, "cancel_selected_confirmation.html", "Are you sure?", ids=ids,
+                skipped=skipped, to_cancel=[s for _, s in states if s is not None and s.is_open],
             )
-            return TemplateResponse(request, TEMPLATES + "cancel_selected_confirmation.html", context)
         canceled = []
         for wf_id in open_ids:
             try:
@@ -212,8 +168,7 @@ class WorkflowViews:
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
                  ) -> HttpResponse:
-        if not self.has_add_permission(request):
-            raise PermissionDenied
+        self.require(request, self.has_add_permission)
         if request.method == "POST":
             form = StartWorkflowForm(request.POST)
             if form.is_valid():
@@ -231,14 +186,14 @@ class WorkflowViews:
                     return HttpResponseRedirect(self.url("change", handle.id))
         else:
             form = StartWorkflowForm(initial={"workflow_type": request.GET.get("type", "")})
-        context = self.page_context(request, "Start a workflow", form=form,
-                                    has_types=bool(registered_workflows()))
-        return TemplateResponse(request, TEMPLATES + "start.html", context)
+        return self.render(request, "start.html", "Start a workflow", form=form,
+                           has_types=bool(registered_workflows()))
 
     # -- one run ----------------------------------------------------------------------------------
 
     def load_or_redirect(self, request: HttpRequest, workflow_id: str
                          ) -> tuple[WorkflowState | None, HttpResponse | None]:
+        """The run (without history), or a redirect to the list saying it does not exist."""
         state = self.store.load(workflow_id, with_history=False)
         if state is None:
             messages.warning(request, f"Workflow with id “{workflow_id}” doesn’t exist. "
@@ -267,23 +222,20 @@ class WorkflowViews:
                 answer = {"value": self.executor.query(workflow_id, query_form.cleaned_data["query"])}
             except WorkflowError as exc:
                 query_form.add_error("query", str(exc))
-        task = self.human_task_of(state) if state.wait_kind == HUMAN_WAIT_KIND else None
         error = state.error or {}
-        context = self.page_context(
-            request, f"Workflow {workflow_id}", state=state, wait=describe_wait(state),
-            elapsed=elapsed(state),
+        return self.render(
+            request, "change_form.html", f"Workflow {workflow_id}", state=state,
+            wait=describe_wait(state), elapsed=elapsed(state),
             events=events, after=after, next_after=events[-1].id if more else None,
             query_form=query_form, answer=answer, builtin_queries=BUILTIN_QUERIES,
             error_summary=f"{error.get('type', 'Error')}: {error.get('message', '')}" if error else "",
-            traceback=error.get("traceback", ""), task=task,
+            traceback=error.get("traceback", ""), task=human_task_of(self.store, state),
             signal_url=self.url("signal", workflow_id), cancel_url=self.url("cancel", workflow_id),
             answer_url=self.url("answer", workflow_id), page_url=self.url("change", workflow_id),
         )
-        return TemplateResponse(request, TEMPLATES + "change_form.html", context)
 
     def signal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_signal_permission(request):
-            raise PermissionDenied
+        self.require(request, self.has_signal_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id, with_history=False)
         if request.method == "POST":
@@ -302,15 +254,13 @@ class WorkflowViews:
         else:
             waiting = state is not None and state.is_open and state.wait_kind == "signal"
             form = SignalForm(initial={"name": state.wait_name if waiting else ""})
-        context = self.page_context(request, f"Send a signal to {workflow_id}", form=form,
-                                    state=state, workflow_id=workflow_id,
-                                    problem=_problem(state, workflow_id, "receive signals"),
-                                    page_url=self.url("change", workflow_id))
-        return TemplateResponse(request, TEMPLATES + "signal.html", context)
+        return self.render(request, "signal.html", f"Send a signal to {workflow_id}", form=form,
+                           state=state, workflow_id=workflow_id,
+                           problem=_problem(state, workflow_id, "receive signals"),
+                           page_url=self.url("change", workflow_id))
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_cancel_permission(request):
-            raise PermissionDenied
+        self.require(request, self.has_cancel_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id, with_history=False)
         error = ""
@@ -324,10 +274,10 @@ class WorkflowViews:
                 messages.success(request, f"Requested cancel of “{workflow_id}”: it ends as "
                                           f"canceled once its workflow has cleaned up.")
                 return HttpResponseRedirect(self.url("change", workflow_id))
-        context = self.page_context(request, "Are you sure?", state=state, workflow_id=workflow_id,
-                                    error=error, problem=_problem(state, workflow_id, "be canceled"),
-                                    page_url=self.url("change", workflow_id))
-        return TemplateResponse(request, TEMPLATES + "cancel_confirmation.html", context)
+        return self.render(request, "cancel_confirmation.html", "Are you sure?", state=state,
+                           workflow_id=workflow_id, error=error,
+                           problem=_problem(state, workflow_id, "be canceled"),
+                           page_url=self.url("change", workflow_id))
 
 
 def _problem(state: WorkflowState | None, workflow_id: str, what: str) -> str:

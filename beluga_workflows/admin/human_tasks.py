@@ -1,61 +1,70 @@
 """The admin's human-task pages: the pending ``HumanActivity`` requests and the form answering one.
 
-Pending requests are the open runs the store lists with wait kind ``"human"``; each request's
-title, description, data and choices come from its run's history (one ``store.history`` call per
-listed task, bounded by the page size). Answers go through ``answer_human_task``, i.e. a signal.
+The list is ``list_pending_human_tasks``'s, the API's too: the open runs the store lists with
+wait kind ``"human"``, each request's title, description, data and choices read from its run's
+history (one ``store.history`` call per listed task, bounded by the page size). Answers go
+through ``answer_human_task``, i.e. a signal.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 from django.contrib import messages
 from django.contrib.admin.utils import unquote
-from django.core.exceptions import PermissionDenied
-from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
-from django.template.response import TemplateResponse
 
-from .engine.errors import WorkflowError
-from .engine.types import WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.errors import WorkflowError
+from ..human import (
+    WaitingRun,
+    answer_human_task,
+    count_pending_human_tasks,
+    list_pending_human_tasks,
+    pending_human_task,
+)
+from .base import WorkflowAdminBase
 from .forms import HumanAnswerForm
-from .human import HUMAN_WAIT_KIND, HumanTask, answer_human_task, pending_human_task
 
-__all__ = ["HumanTaskViews"]
+if TYPE_CHECKING:
+    from ..stores.base import WorkflowStore
+
+__all__ = ["HumanTaskPages", "PendingHumanTasks"]
 
 TASKS_PER_PAGE = 20
-TEMPLATES = "admin/beluga_workflows/"
 
 
-class HumanTaskViews:
-    """Mixed into ``WorkflowStateAdmin``: the "Human tasks" list and the answer form."""
+@dataclass
+class PendingHumanTasks:
+    """The pending human tasks as ``Paginator`` counts and slices them (one list per page)."""
 
-    def human_task_of(self, state: WorkflowState) -> HumanTask | None:
-        """The task ``state`` waits for (reads its history), or ``None``."""
-        if state.wait_kind != HUMAN_WAIT_KIND or not state.is_open:
-            return None
-        return pending_human_task(state, self.store.history(state.workflow_id))
+    store: WorkflowStore
+
+    def count(self) -> int:
+        return count_pending_human_tasks(self.store)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index: slice) -> list[WaitingRun]:
+        start = index.start or 0
+        return list_pending_human_tasks(self.store, offset=start, limit=index.stop - start)
+
+
+class HumanTaskPages(WorkflowAdminBase):
+    """The "Human tasks" list and the answer form of ``WorkflowStateAdmin``."""
 
     def human_tasks_view(self, request: HttpRequest) -> HttpResponse:
         self.require_view(request)
-        from .admin_views import StoreQuery
-
-        flt = WorkflowFilter(status=WorkflowStatus.RUNNING, wait_kind=HUMAN_WAIT_KIND)
-        page = Paginator(StoreQuery(self.store, flt), TASKS_PER_PAGE).get_page(request.GET.get("p"))
-        rows = []
-        for state in page.object_list:
-            task = self.human_task_of(state)
-            rows.append({"state": state, "task": task, "url": self.url("change", state.workflow_id),
-                         "answer_url": self.url("answer", state.workflow_id)})
-        context = self.page_context(
-            request, "Human tasks", rows=rows, page=page, paginator=page.paginator,
-            page_range=page.paginator.get_elided_page_range(page.number, on_each_side=2, on_ends=1),
-        )
-        return TemplateResponse(request, TEMPLATES + "human_tasks.html", context)
+        pages = self.paginate(request, PendingHumanTasks(self.store), TASKS_PER_PAGE)
+        rows = [{"state": run.state, "task": run.task,
+                 "url": self.url("change", run.state.workflow_id),
+                 "answer_url": self.url("answer", run.state.workflow_id)}
+                for run in pages["page"].object_list]
+        return self.render(request, "human_tasks.html", "Human tasks", rows=rows, **pages)
 
     def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
-        if not self.has_signal_permission(request):
-            raise PermissionDenied
+        self.require(request, self.has_signal_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id)
         task = pending_human_task(state, state.history) if state is not None else None
@@ -92,9 +101,8 @@ class HumanTaskViews:
         elif task is None:
             problem = ("This run waits for no human task (it was answered, timed out, or the run "
                        f"has ended: {state.status.value.replace('_', ' ')}).")
-        context = self.page_context(
-            request, task.title if task else f"Answer {workflow_id}", form=form, task=task,
-            state=state, workflow_id=workflow_id, problem=problem,
+        return self.render(
+            request, "human_answer.html", task.title if task else f"Answer {workflow_id}",
+            form=form, task=task, state=state, workflow_id=workflow_id, problem=problem,
             page_url=self.url("change", workflow_id),
         )
-        return TemplateResponse(request, TEMPLATES + "human_answer.html", context)

@@ -1,0 +1,140 @@
+"""Django forms of the admin pages: start a workflow, send a signal, query, answer a human task.
+
+Forms only parse and check what a person typed (JSON syntax, through the engine's own
+``to_json_value`` for what JSON cannot say: size, types). Whether the operation is allowed (the id
+is free, the run is open, the task still pending) is the executor's to decide; the views put its
+errors on the form, so a refused request shows why and changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django import forms
+from django.core.exceptions import ValidationError
+
+from ..engine.errors import InvalidInputError
+from ..engine.executor import MAX_ID_LENGTH, validate_workflow_id
+from ..engine.registry import registered_workflows
+from ..engine.serialization import to_json_value
+from ..human import HUMAN_DECISIONS
+from ..runtimes import get_executor
+
+__all__ = ["HumanAnswerForm", "JSONInputField", "QueryForm", "SignalForm", "StartWorkflowForm"]
+
+_JSON_ATTRS = {"rows": 8, "cols": 80, "class": "vLargeTextField beluga-json", "spellcheck": "false"}
+
+
+class JSONInputField(forms.CharField):
+    """A textarea holding a JSON document; ``cleaned_data`` holds the decoded value.
+
+    Empty text means ``null`` (or is refused when ``required``). The decoded value goes through
+    the engine's ``to_json_value`` so the payload size limit is checked here already.
+    """
+
+    def __init__(self, *, what: str = "value", **kwargs: Any) -> None:
+        kwargs.setdefault("widget", forms.Textarea(attrs=_JSON_ATTRS))
+        kwargs.setdefault("required", False)
+        super().__init__(strip=True, **kwargs)
+        self.what = what
+
+    def to_python(self, value: Any) -> Any:
+        text = super().to_python(value)
+        if text in self.empty_values:
+            return None
+        try:
+            decoded = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValidationError(
+                f"Invalid JSON: {exc.msg} (line {exc.lineno}, column {exc.colno}).",
+                code="invalid_json",
+            ) from None
+        try:
+            return to_json_value(decoded, self.what, max_bytes=get_executor().max_payload_bytes)
+        except InvalidInputError as exc:
+            raise ValidationError(str(exc), code="invalid_json") from None
+
+    def prepare_value(self, value: Any) -> Any:
+        if isinstance(value, str) or value is None:
+            return value
+        return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+class StartWorkflowForm(forms.Form):
+    """Start a run of a registered workflow type."""
+
+    workflow_type = forms.ChoiceField(label="Workflow type")
+    id = forms.CharField(
+        label="Workflow id", required=False, max_length=MAX_ID_LENGTH,
+        help_text="Optional; a unique id is generated when empty.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+    input = JSONInputField(label="Input (JSON)", what="workflow input",
+                           help_text='The workflow\'s input, e.g. {"total": 42}. Empty: null.')
+    timeout = forms.FloatField(
+        label="Timeout (seconds)", required=False, min_value=0.001,
+        help_text="Optional; past it the run ends as timed out.",
+    )
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["workflow_type"].choices = [("", "---------")] + [
+            (name, name) for name in registered_workflows()
+        ]
+
+    def clean_id(self) -> str | None:
+        value = self.cleaned_data.get("id") or None
+        if value is not None:
+            try:
+                validate_workflow_id(value)
+            except InvalidInputError as exc:
+                raise ValidationError(str(exc), code="invalid_id") from None
+        return value
+
+
+class SignalForm(forms.Form):
+    """Send a signal (name + JSON payload) to an open run."""
+
+    name = forms.CharField(label="Signal name", max_length=255,
+                           widget=forms.TextInput(attrs={"class": "vTextField"}))
+    payload = JSONInputField(label="Payload (JSON)", what="signal payload",
+                             help_text="Any JSON value; empty sends null.")
+
+    def clean_name(self) -> str:
+        name = self.cleaned_data["name"]
+        if not name.strip():
+            raise ValidationError("Signal name must not be blank.", code="blank")
+        return name
+
+
+class QueryForm(forms.Form):
+    """Ask a run a query: a built-in (status, result, history) or one of its query handlers."""
+
+    query = forms.CharField(label="Query", max_length=255,
+                            widget=forms.TextInput(attrs={"list": "beluga-queries",
+                                                          "placeholder": "status"}))
+
+
+class HumanAnswerForm(forms.Form):
+    """Answer a human task: a decision among the task's choices, feedback, a modified value."""
+
+    request_id = forms.CharField(widget=forms.HiddenInput)
+    decision = forms.ChoiceField(label="Decision", widget=forms.RadioSelect)
+    feedback = forms.CharField(label="Feedback", required=False,
+                               widget=forms.Textarea(attrs={"rows": 3, "cols": 80,
+                                                            "class": "vLargeTextField"}))
+    modified = JSONInputField(label="Modified data (JSON)", what="modified value",
+                              help_text='Only for "modify": the data as it should be.')
+
+    def __init__(self, *args: Any, choices: list[str] | tuple[str, ...] = HUMAN_DECISIONS,
+                 **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.fields["decision"].choices = [(c, c.capitalize()) for c in choices]
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean()
+        if data.get("decision") == "modify" and not (self.data.get(self.add_prefix("modified"))
+                                                    or "").strip():
+            self.add_error("modified", "Give the modified data (JSON) when choosing modify.")
+        return data
