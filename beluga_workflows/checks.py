@@ -11,6 +11,13 @@ _SINGLE_PROCESS_EXECUTORS = {"local"}
 
 @checks.register("beluga_workflows")
 def check_settings(app_configs=None, **kwargs):
+    """Check ``BELUGA_WORKFLOWS``: unknown keys (``W002``), a store that cannot be built
+    (``E001``) or reached (``E004``) or lacks what a multi-process executor needs (``W001``),
+    an unregistered executor (``E002``), Celery not installed for the celery executor
+    (``E005``), a lease that is not a positive number (``E003``).
+
+    Returns the messages; the store it builds for the check is closed again.
+    """
     from .conf import workflow_settings
     from .runtimes import list_executors
 

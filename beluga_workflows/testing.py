@@ -38,6 +38,9 @@ class TimeSkippingExecutor(WorkflowExecutor):
         self._queue: deque[str] = deque()
 
     def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
+        """Queue the run for ``run_until_idle`` when it is due now; a later ``at`` is left to the
+        store's ``wake_at``, which ``wait`` and ``advance_to`` skip time to.
+        """
         # Future wake-ups are found through the store's wake_at when time is skipped.
         if (at is None or at <= self.clock.now()) and workflow_id not in self._queue:
             self._queue.append(workflow_id)
@@ -57,11 +60,19 @@ class TimeSkippingExecutor(WorkflowExecutor):
         return min(times, default=None)
 
     def advance_to(self, when: datetime) -> None:
+        """Move the virtual clock to ``when`` (never back), then advance every run due by then."""
         self.clock.advance_to(when)
         self.recover()
         self.run_until_idle()
 
     def wait(self, workflow_id: str, run_id: str, timeout: float | None) -> WorkflowState:
+        """Run and skip virtual time, to each next wake-up, until the run ends; return it.
+
+        Raises:
+            TimeoutError: the run waits for what nothing scheduled will bring (a signal nobody
+                sends, an unregistered type), or is still open ``timeout`` virtual seconds on.
+            WorkflowNotFoundError: the run is no longer in the store.
+        """
         limit = None if timeout is None else self.clock.now() + timedelta(seconds=timeout)
         while True:
             self.recover()

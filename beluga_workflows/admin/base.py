@@ -56,15 +56,19 @@ class WorkflowAdminBase(admin.ModelAdmin):
         return request.user.has_perm(f"{self.opts.app_label}.{codename}")
 
     def has_add_permission(self, request: HttpRequest) -> bool:
+        """Starting a run: the ``start_workflow`` permission."""
         return self._perm(request, "start_workflow")
 
     def has_change_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: the admin has no edit form for runs."""
         return False  # runs change only through their workflow, signals and cancels
 
     def has_delete_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Never: the admin deletes no runs."""
         return False
 
     def has_view_permission(self, request: HttpRequest, obj: Any = None) -> bool:
+        """Viewing runs: ``view_workflowstate`` or ``change_workflowstate``."""
         return self._perm(request, "view_workflowstate") or self._perm(request, "change_workflowstate")
 
     def has_signal_permission(self, request: HttpRequest) -> bool:
@@ -72,6 +76,7 @@ class WorkflowAdminBase(admin.ModelAdmin):
         return self._perm(request, "signal_workflow")
 
     def has_cancel_permission(self, request: HttpRequest) -> bool:
+        """Requesting cancellation: the ``cancel_workflow`` permission."""
         return self._perm(request, "cancel_workflow")
 
     def permissions(self, request: HttpRequest) -> dict[str, bool]:

@@ -40,6 +40,12 @@ class JSONInputField(forms.CharField):
         self.what = what
 
     def to_python(self, value: Any) -> Any:
+        """The decoded JSON value of the text (``None`` when empty), checked by ``to_json_value``.
+
+        Raises:
+            ValidationError: (``invalid_json``) the text is not JSON, or the value is not one the
+                engine stores (e.g. larger than the executor's ``max_payload_bytes``).
+        """
         text = super().to_python(value)
         if text in self.empty_values:
             return None
@@ -56,6 +62,7 @@ class JSONInputField(forms.CharField):
             raise ValidationError(str(exc), code="invalid_json") from None
 
     def prepare_value(self, value: Any) -> Any:
+        """The text to show: a decoded value as indented JSON, text (a re-shown bad input) as is."""
         if isinstance(value, str) or value is None:
             return value
         return json.dumps(value, indent=2, ensure_ascii=False)
@@ -84,6 +91,11 @@ class StartWorkflowForm(forms.Form):
         ]
 
     def clean_id(self) -> str | None:
+        """The id, or ``None`` when empty (one is generated).
+
+        Raises:
+            ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
+        """
         value = self.cleaned_data.get("id") or None
         if value is not None:
             try:
@@ -102,6 +114,11 @@ class SignalForm(forms.Form):
                              help_text="Any JSON value; empty sends null.")
 
     def clean_name(self) -> str:
+        """The name as typed.
+
+        Raises:
+            ValidationError: (``blank``) it is only whitespace.
+        """
         name = self.cleaned_data["name"]
         if not name.strip():
             raise ValidationError("Signal name must not be blank.", code="blank")
@@ -133,6 +150,9 @@ class HumanAnswerForm(forms.Form):
         self.fields["decision"].choices = [(c, c.capitalize()) for c in choices]
 
     def clean(self) -> dict[str, Any]:
+        """The cleaned data; a ``modify`` decision without modified data puts an error on
+        ``modified``.
+        """
         data = super().clean()
         if data.get("decision") == "modify" and not (self.data.get(self.add_prefix("modified"))
                                                     or "").strip():

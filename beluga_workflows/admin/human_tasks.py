@@ -41,6 +41,7 @@ class PendingHumanTasks:
     store: WorkflowStore
 
     def count(self) -> int:
+        """How many open runs wait for a human answer (one ``count_pending_human_tasks``)."""
         return count_pending_human_tasks(self.store)
 
     def __len__(self) -> int:
@@ -55,6 +56,12 @@ class HumanTaskPages(WorkflowAdminBase):
     """The "Human tasks" list and the answer form of ``WorkflowStateAdmin``."""
 
     def human_tasks_view(self, request: HttpRequest) -> HttpResponse:
+        """The "Human tasks" list: a page of the pending requests, each with links to its run
+        and its answer form.
+
+        Raises:
+            PermissionDenied: the user may not view runs (403).
+        """
         self.require_view(request)
         pages = self.paginate(request, PendingHumanTasks(self.store), TASKS_PER_PAGE)
         rows = [{"state": run.state, "task": run.task,
@@ -64,6 +71,13 @@ class HumanTaskPages(WorkflowAdminBase):
         return self.render(request, "human_tasks.html", "Human tasks", rows=rows, **pages)
 
     def answer_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The answer form of a run's pending human task; a valid POST answers it (a signal),
+        logs it and redirects to the list. A refused answer, a missing run or one without a task is
+        shown on the page.
+
+        Raises:
+            PermissionDenied: the user may not signal runs (403).
+        """
         self.require(request, self.has_signal_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id)

@@ -19,6 +19,9 @@ class WorkflowStateAdmin(WorkflowPages, HumanTaskPages):
     """
 
     def get_urls(self) -> list[URLPattern]:
+        """The admin's own URLs for this model: list, start, human tasks, and per run (by a
+        quoted id that may hold ``/``) its page, signal, cancel and answer forms.
+        """
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
 
         def route(pattern: str, view: Any, name: str | None = None) -> URLPattern:

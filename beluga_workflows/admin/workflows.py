@@ -75,6 +75,7 @@ class StoreQuery:
     total: int | None = None
 
     def count(self) -> int:
+        """How many runs match (one ``store.count``, remembered; or the ``total`` given)."""
         if self.total is None:
             self.total = self.store.count(self.filter)
         return self.total
@@ -93,6 +94,12 @@ class WorkflowPages(WorkflowAdminBase):
     # -- the list ---------------------------------------------------------------------------------
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
+        """The run list: a page of runs by status, type and id prefix, with the status counts
+        and the pending human tasks. A POST with ``action`` is the cancel-selected action.
+
+        Raises:
+            PermissionDenied: the user may not view runs (403).
+        """
         self.require_view(request)
         if request.method == "POST" and "action" in request.POST:
             return self.cancel_selected_view(request)
@@ -168,6 +175,12 @@ class WorkflowPages(WorkflowAdminBase):
 
     def add_view(self, request: HttpRequest, form_url: str = "", extra_context: dict | None = None
                  ) -> HttpResponse:
+        """The start form; a valid POST starts the run, logs it and redirects to its page. An open
+        run of the id, or another refusal of the executor, is shown on the form.
+
+        Raises:
+            PermissionDenied: the user may not start runs (403).
+        """
         self.require(request, self.has_add_permission)
         if request.method == "POST":
             form = StartWorkflowForm(request.POST)
@@ -203,6 +216,12 @@ class WorkflowPages(WorkflowAdminBase):
 
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
+        """The run page: its fields, a page of its history (``?after=``), its pending human task
+        and the answer to a query asked with ``?query=``. A missing run redirects to the list.
+
+        Raises:
+            PermissionDenied: the user may not view runs (403).
+        """
         self.require_view(request)
         workflow_id = unquote(object_id)
         state, missing = self.load_or_redirect(request, workflow_id)
@@ -235,6 +254,12 @@ class WorkflowPages(WorkflowAdminBase):
         )
 
     def signal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The signal form; a valid POST sends the signal, logs it and redirects to the run page.
+        A refusal (no such run, ended) is shown on the form.
+
+        Raises:
+            PermissionDenied: the user may not signal runs (403).
+        """
         self.require(request, self.has_signal_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id, with_history=False)
@@ -260,6 +285,12 @@ class WorkflowPages(WorkflowAdminBase):
                            page_url=self.url("change", workflow_id))
 
     def cancel_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        """The cancel confirmation; a POST requests cancellation, logs it and redirects to the run
+        page. A refusal (no such run, ended) is shown on the page.
+
+        Raises:
+            PermissionDenied: the user may not cancel runs (403).
+        """
         self.require(request, self.has_cancel_permission)
         workflow_id = unquote(object_id)
         state = self.store.load(workflow_id, with_history=False)

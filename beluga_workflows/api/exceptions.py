@@ -54,24 +54,30 @@ class WorkflowAPIException(APIException):
 
 
 class BadRequest(WorkflowAPIException):
+    """400 ``invalid_input``: a malformed request, or a value the engine refused."""
     status_code = status.HTTP_400_BAD_REQUEST
     default_detail = "The request is not valid."
     default_code = "invalid_input"
 
 
 class NotFound(WorkflowAPIException):
+    """404 ``not_found``: no workflow with that id (``no_human_task``: no task to answer)."""
     status_code = status.HTTP_404_NOT_FOUND
     default_detail = "No such workflow."
     default_code = "not_found"
 
 
 class Conflict(WorkflowAPIException):
+    """409 ``conflict``: the run's state forbids it (open for a start, ended for a signal or
+    cancel), or a concurrent writer won.
+    """
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The workflow is not in a state that allows this."
     default_code = "conflict"
 
 
 class ServiceUnavailable(WorkflowAPIException):
+    """503 ``provider_unavailable``: the workflow store cannot be reached; retry later."""
     status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     default_detail = "The workflow store is unavailable."
     default_code = "provider_unavailable"

@@ -60,6 +60,11 @@ class TextField(serializers.CharField):
         super().__init__(**kwargs)
 
     def to_internal_value(self, data: Any) -> str:
+        """The string as sent (not trimmed).
+
+        Raises:
+            ValidationError: the value is not a JSON string (a number is not taken as text).
+        """
         if not isinstance(data, str):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -69,15 +74,22 @@ class SecondsField(serializers.FloatField):
     """A JSON number of seconds (not a string, not a boolean)."""
 
     def to_internal_value(self, data: Any) -> float:
+        """The number as a float, checked against the field's bounds.
+
+        Raises:
+            ValidationError: a string, a boolean or another non-number, or a value out of bounds.
+        """
         if isinstance(data, bool) or not isinstance(data, (int, float)):
             self.fail("invalid")
         return super().to_internal_value(data)
 
 
 class SecondsFieldExtension(OpenApiSerializerFieldExtension):
+    """Describes a ``SecondsField`` in the schema: a number above 0, at most its ``max_value``."""
     target_class = SecondsField
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        """The field's schema: a double greater than 0, at most ``max_value`` when it has one."""
         schema: dict[str, Any] = {"type": "number", "format": "double", "minimum": 0,
                                   "exclusiveMinimum": True}
         if self.target.max_value is not None:
@@ -89,9 +101,18 @@ class QueryIntegerField(serializers.IntegerField):
     """A whole number in the query string, in digits: ``?limit=`` and ``?limit=2.0`` are refused."""
 
     def get_value(self, dictionary: Any) -> Any:
+        """The query value as sent: an empty ``?limit=`` is a value (which is refused), not a
+        missing one as DRF would take it for a field that is not required.
+        """
         return dictionary.get(self.field_name, serializers.empty)
 
     def to_internal_value(self, data: Any) -> int:
+        """The value as an ``int``.
+
+        Raises:
+            ValidationError: not digits with an optional ``-`` (``2.0``, ``1e3``, empty), or out of
+                the field's bounds.
+        """
         if isinstance(data, str) and not re.fullmatch(r"-?[0-9]+", data):
             self.fail("invalid")
         return super().to_internal_value(data)
@@ -127,6 +148,7 @@ class DecisionFieldExtension(OpenApiSerializerFieldExtension):
     target_class = DecisionField
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        """A reference to the shared ``Decision`` component, registered on first use."""
         component = ResolvedComponent(
             name="Decision", type=ResolvedComponent.SCHEMA, object="Decision",
             schema={"type": "string", "enum": list(HUMAN_DECISIONS),
@@ -141,9 +163,13 @@ class WorkflowIdField(TextField):
 
 
 class WorkflowIdFieldExtension(OpenApiSerializerFieldExtension):
+    """Describes a ``WorkflowIdField`` in the schema by its length and ``WORKFLOW_ID_PATTERN``."""
     target_class = WorkflowIdField
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        """The field's schema: 1 to ``MAX_ID_LENGTH`` characters, matching ``WORKFLOW_ID_PATTERN``
+        (no control characters, no surrounding whitespace, not ``.`` or ``..``).
+        """
         return {"type": "string", "minLength": 1, "maxLength": MAX_ID_LENGTH,
                 "pattern": WORKFLOW_ID_PATTERN}
 
@@ -153,9 +179,13 @@ class WorkflowTypeField(TextField):
 
 
 class WorkflowTypeFieldExtension(OpenApiSerializerFieldExtension):
+    """Describes a ``WorkflowTypeField`` with the workflow names registered when it is served."""
     target_class = WorkflowTypeField
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
+        """The field's schema: 1 to 255 characters, and an ``enum`` of the registered workflow
+        names when there are any.
+        """
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255}
         names = registered_workflows()
         if names:

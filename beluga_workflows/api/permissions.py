@@ -38,6 +38,10 @@ class HasWorkflowModelPermission(BasePermission):
     message = "You do not have the permission to {action} workflows."
 
     def has_permission(self, request, view) -> bool:
+        """Allow any read; allow a write only to an authenticated user holding
+        ``beluga_workflows.<action>_workflow`` for the view's ``workflow_action`` (a view without
+        one is refused). A refusal's message names the action.
+        """
         if request.method in SAFE_METHODS:
             return True
         action = getattr(view, "workflow_action", None)

@@ -186,6 +186,9 @@ class WorkflowSerializer(serializers.Serializer):
 
     @extend_schema_field(WaitSerializer(allow_null=True))
     def get_waiting_for(self, state: WorkflowState) -> dict[str, Any] | None:
+        """``{"kind", "name", "until"}`` of what the open run waits for; ``None`` when it has
+        ended or waits for nothing.
+        """
         if not state.is_open or not state.wait_kind:
             return None
         return WaitSerializer({"kind": state.wait_kind, "name": state.wait_name,

@@ -143,6 +143,11 @@ class WorkflowAPIView(APIView):
     parser_classes = [JSONParser]  # JSON in: inputs and payloads are JSON values
 
     def dispatch(self, request, *args: Any, **kwargs: Any):
+        """Handle the request as the operation its URL really names.
+
+        A workflow id may contain ``/``, so the route Django matched may be another operation's:
+        ``routing.choose_reading`` picks the reading, and the view of that operation answers.
+        """
         # An id may contain "/", so the route Django matched may not be the one meant: see routing.
         if "workflow_id" in kwargs:
             reading = choose_reading(self.operation, kwargs, request.method)
@@ -152,9 +157,15 @@ class WorkflowAPIView(APIView):
         return super().dispatch(request, *args, **kwargs)
 
     def get_permissions(self):
+        """``API_READ_PERMISSION_CLASSES`` for safe methods, ``API_WRITE_PERMISSION_CLASSES``
+        otherwise; every one must allow the request.
+        """
         return permissions_for(self.request.method)
 
     def get_authenticate_header(self, request: Request) -> str | None:
+        """The first ``WWW-Authenticate`` challenge any authenticator offers, so a request
+        without credentials gets 401 whenever one can be answered; ``None`` (a 403) otherwise.
+        """
         # Answer 401 with a challenge when any authenticator can give one (DRF asks only the
         # first, and SessionAuthentication has none), 403 otherwise.
         for authenticator in self.get_authenticators():
@@ -164,6 +175,9 @@ class WorkflowAPIView(APIView):
         return None
 
     def handle_exception(self, exc: Exception) -> Response:
+        """Answer an engine error with its status and ``{"detail", "code"}`` body (400, 404,
+        409, 503: see ``exceptions``); anything else is DRF's to handle.
+        """
         if isinstance(exc, WorkflowError):
             exc = api_exception_for(exc) or exc
         return super().handle_exception(exc)
@@ -172,6 +186,7 @@ class WorkflowAPIView(APIView):
 
     @property
     def executor(self) -> WorkflowExecutor:
+        """The configured executor (``get_executor()``), built once per process."""
         return get_executor()
 
     @staticmethod
@@ -207,6 +222,11 @@ class WorkflowListView(WorkflowAPIView):
         tags=["workflows"],
     )
     def get(self, request: Request) -> Response:
+        """List the latest run of each id, newest first, by ``status`` and ``workflow_type``.
+
+        Answers 200 with a page (``count``, ``next``, ``previous``, ``results``); 400 for a bad
+        query parameter.
+        """
         params = self.parse(ListQuerySerializer, request.query_params)
         limit, offset = params["limit"], params["offset"]
         workflow_filter = WorkflowFilter(
@@ -238,6 +258,11 @@ class WorkflowListView(WorkflowAPIView):
         tags=["workflows"],
     )
     def post(self, request: Request) -> Response:
+        """Record a new run and schedule it, without waiting for it.
+
+        Answers 201 with the run and a ``Location`` header; 400 for an invalid body or an
+        unregistered type; 409 while a run of the id is still open.
+        """
         data = self.parse(StartWorkflowSerializer, request.data)
         handle = self.executor.execute(
             data["workflow_type"],
@@ -284,6 +309,11 @@ class WorkflowHistoryView(WorkflowAPIView):
         tags=["workflows"],
     )
     def get(self, request: Request, workflow_id: str) -> Response:
+        """Page through the run's events by number: up to ``limit`` of them after ``after``.
+
+        Answers 200 with the events and a ``next`` link when more follow; 400 for a bad query
+        parameter; 404 for an unknown id.
+        """
         handle = self.executor.get_handle(self.workflow_id(self.kwargs))
         params = self.parse(HistoryQuerySerializer, request.query_params)
         limit = params["limit"]
@@ -321,6 +351,11 @@ class WorkflowSignalView(WorkflowAPIView):
         tags=["workflows"],
     )
     def post(self, request: Request, workflow_id: str) -> Response:
+        """File a signal in the open run's inbox (the sender is ``api:<username>``).
+
+        Answers 202 with the signal and its inbox id; 400 for an invalid body; 404 for an
+        unknown id; 409 when the run has ended.
+        """
         workflow_id = self.workflow_id(self.kwargs)
         data = self.parse(SignalRequestSerializer, request.data)
         accepted = self.executor.signal(
@@ -349,6 +384,10 @@ class WorkflowCancelView(WorkflowAPIView):
         tags=["workflows"],
     )
     def post(self, request: Request, workflow_id: str) -> Response:
+        """Request cancellation of the open run.
+
+        Answers 202 with the run as it is now; 404 for an unknown id; 409 when it has ended.
+        """
         workflow_id = self.workflow_id(self.kwargs)
         self.executor.cancel(workflow_id)
         state = self.executor.get_handle(workflow_id).state()
@@ -389,6 +428,11 @@ class HumanTaskListView(WorkflowAPIView):
         tags=["human tasks"],
     )
     def get(self, request: Request) -> Response:
+        """List the pending human tasks, one per waiting run, newest runs first.
+
+        Answers 200 with a page (``count``, ``next``, ``previous``, ``results``); 400 for a bad
+        query parameter.
+        """
         params = self.parse(HumanTaskListQuerySerializer, request.query_params)
         limit, offset = params["limit"], params["offset"]
         workflow_type = params.get("workflow_type") or None
@@ -422,6 +466,11 @@ class WorkflowHumanTaskView(WorkflowAPIView):
         tags=["human tasks"],
     )
     def get(self, request: Request, workflow_id: str) -> Response:
+        """Show the ``HumanActivity`` request the run waits for a person to answer.
+
+        Answers 200 with the task; 404 for an unknown id, or (code ``no_human_task``) a run that
+        waits for no human task.
+        """
         workflow_id = self.workflow_id(self.kwargs)
         state = self.executor.store.load(workflow_id)
         if state is None:
@@ -456,6 +505,11 @@ class WorkflowHumanTaskView(WorkflowAPIView):
         tags=["human tasks"],
     )
     def post(self, request: Request, workflow_id: str) -> Response:
+        """Answer the pending human task; the answer is filed as a signal, so it is never lost.
+
+        Answers 202 with the accepted answer; 400 for an invalid body, a decision not offered or
+        a stale ``request_id``; 404 when there is no task to answer; 409 when the run has ended.
+        """
         workflow_id = self.workflow_id(self.kwargs)
         data = self.parse(HumanAnswerSerializer, request.data)
         accepted = answer_human_task(

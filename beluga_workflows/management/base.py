@@ -33,6 +33,12 @@ class WorkflowCommand(BaseCommand):
     """Base of the ``workflows_*`` commands: engine errors become one-line ``CommandError``."""
 
     def execute(self, *args: Any, **options: Any) -> Any:
+        """Run the command, turning its failures into a one-line ``CommandError``.
+
+        A ``WorkflowError``, ``ImproperlyConfigured`` or ``DatabaseError`` becomes one, so
+        ``manage.py`` prints one line and exits non-zero instead of a traceback; a
+        ``CommandError`` keeps its return code.
+        """
         try:
             return super().execute(*args, **options)
         except CommandError as exc:
@@ -46,6 +52,11 @@ class WorkflowCommand(BaseCommand):
 
     @property
     def executor(self) -> WorkflowExecutor:
+        """The configured executor (``get_executor()``), built once per process.
+
+        Raises:
+            ImproperlyConfigured: the store or executor of ``BELUGA_WORKFLOWS`` cannot be built.
+        """
         return get_executor()
 
     # -- parsing ----------------------------------------------------------------------------------

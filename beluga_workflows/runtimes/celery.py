@@ -99,6 +99,9 @@ class CeleryExecutor(WorkflowExecutor):
 
     @property
     def start_priority(self) -> int | None:
+        """The priority of a run's first message: the ``start_priority`` option, else 6 on a
+        Redis broker (behind the wake-ups at 0) and ``None`` (no priority) on others.
+        """
         if self._start_priority is None:
             url = str(self.app.conf.broker_url or "")
             return 6 if url.startswith(("redis://", "rediss://", "redis+socket://")) else None

@@ -47,6 +47,9 @@ class LocalExecutor(WorkflowExecutor):
         self._thread.start()
 
     def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
+        """Submit the run to the thread pool now (not twice while it is queued), or, with ``at``
+        in the future, put it on the timer thread's heap; nothing runs after ``close``.
+        """
         if at is not None and at > self.clock.now():
             with self._lock:
                 heapq.heappush(self._timers, (at, next(self._seq), workflow_id))
@@ -108,6 +111,7 @@ class LocalExecutor(WorkflowExecutor):
             self._ended.wait(seconds)
 
     def close(self) -> None:
+        """Stop the timer thread and its sweep, drop queued runs, wait for those advancing."""
         with self._lock:
             self._closed = True
             self._lock.notify_all()

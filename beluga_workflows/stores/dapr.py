@@ -218,6 +218,12 @@ class DaprStore(DocumentStore):
         return [doc for _, doc in self._bulk(ids)]
 
     def ping(self) -> None:
+        """Ask the sidecar's ``/v1.0/healthz``, then read an index item so a missing component
+        fails too.
+
+        Raises:
+            StoreError: the sidecar or the state store component does not answer.
+        """
         response = self._send("ping", "GET", f"{self.base_url}/v1.0/healthz")
         if response.status_code >= 400:
             raise self._failure("ping", response)
@@ -225,4 +231,5 @@ class DaprStore(DocumentStore):
         self._get(f"{INDEX_PREFIX}0")
 
     def close(self) -> None:
+        """Close this process's ``httpx.Client``; a client given in ``OPTIONS`` is left open."""
         self._http.close()

@@ -137,6 +137,13 @@ class DocumentStore(WorkflowStore):
 
     @guarded("save")
     def save(self, state: WorkflowState) -> None:
+        """Overwrite the id's document with ``state``, one version on, in compare-and-set rounds.
+
+        Signals without an inbox id get one from the document's own counter.
+
+        Raises:
+            InvalidInputError: two events of the history share an id.
+        """
         check_history(state)
 
         def change(run: Run) -> tuple[bool, None]:
@@ -149,22 +156,30 @@ class DocumentStore(WorkflowStore):
 
     @guarded("load")
     def load(self, workflow_id: str, *, with_history: bool = True) -> WorkflowState | None:
+        """One read of the id's document, decoded (``with_history=False``: history left out).
+
+        Raises:
+            StoreError: the document is not a run in the Go layout.
+        """
         doc, _ = self._read(workflow_id)
         return self._decode(workflow_id, doc, with_history=with_history).state
 
     @guarded("list")
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        """Every document decoded (non-runs skipped), filtered, newest first and paged."""
         filter = filter or WorkflowFilter()
         return transitions.page((s for s in self._states() if transitions.matches(s, filter)),
                                 filter)
 
     @guarded("count")
     def count(self, filter: WorkflowFilter | None = None) -> int:
+        """Count the matching runs in one pass over every document (no history decoded)."""
         filter = filter or WorkflowFilter()
         return sum(1 for s in self._states() if transitions.matches(s, filter))
 
     @guarded("count_by_status")
     def count_by_status(self) -> dict[str, int]:
+        """Tally the runs by status in one pass over every document."""
         counts = {s.value: 0 for s in WorkflowStatus}
         for state in self._states():
             counts[state.status.value] += 1
@@ -172,6 +187,7 @@ class DocumentStore(WorkflowStore):
 
     @guarded("delete")
     def delete(self, workflow_id: str) -> None:
+        """Remove the id's document unconditionally (under the process lock without CAS)."""
         with self._serialised():
             self._remove(workflow_id)
 
@@ -179,6 +195,12 @@ class DocumentStore(WorkflowStore):
 
     @guarded("create")
     def create(self, state: WorkflowState) -> None:
+        """Write the new run at version 1 in compare-and-set rounds, replacing an ended run.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+            InvalidInputError: two events of the history share an id.
+        """
         check_history(state)
 
         def change(run: Run) -> tuple[bool, None]:
@@ -191,6 +213,12 @@ class DocumentStore(WorkflowStore):
     @guarded("claim")
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
               ) -> WorkflowState | None:
+        """Take the lease in compare-and-set rounds: a free lease is written only if the document
+        has not moved since it was read, so one caller wins.
+
+        Raises:
+            ConflictError: ``conflict_attempts`` rounds in a row were lost to other writers.
+        """
         def change(run: Run) -> tuple[bool, WorkflowState | None]:
             claimed = transitions.claim(run.state, owner, lease_until, now)
             return claimed is not None, claimed
@@ -201,6 +229,13 @@ class DocumentStore(WorkflowStore):
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
                end: RunEnd | None = None) -> WorkflowState:
+        """Append, consume and maybe end in compare-and-set rounds, the lease re-checked on each
+        fresh read.
+
+        Raises:
+            ConflictError: the lease is lost, the history moved on, or ``conflict_attempts``
+                rounds in a row were lost to other writers.
+        """
         def change(run: Run) -> tuple[bool, WorkflowState]:
             return True, transitions.append(run.state, workflow_id, run_id, owner, events,
                                             lease_until=lease_until,
@@ -212,6 +247,12 @@ class DocumentStore(WorkflowStore):
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,
                 wait_until: datetime | None) -> bool:
+        """Release the lease in compare-and-set rounds if ``wake_seq`` is still the one seen; a
+        refusal writes nothing.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
         def change(run: Run) -> tuple[bool, bool]:
             released = transitions.suspend(run.state, workflow_id, run_id, owner,
                                            seen_wake_seq=seen_wake_seq, wake_at=wake_at,
@@ -223,12 +264,18 @@ class DocumentStore(WorkflowStore):
 
     @guarded("refresh")
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:
+        """One read of the document, checked for the lease (nothing is written).
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
         doc, _ = self._read(workflow_id)
         state = self._decode(workflow_id, doc, with_history=False).state
         return transitions.refresh(state, workflow_id, run_id, owner)
 
     @guarded("renew")
     def renew(self, workflow_id: str, run_id: str, owner: str, lease_until: datetime) -> bool:
+        """Move the lease expiry in compare-and-set rounds; ``False`` (no write) if it is lost."""
         def change(run: Run) -> tuple[bool, bool]:
             renewed = transitions.renew(run.state, workflow_id, run_id, owner, lease_until)
             return renewed, renewed
@@ -237,6 +284,13 @@ class DocumentStore(WorkflowStore):
 
     @guarded("add_signal")
     def add_signal(self, workflow_id: str, signal: Signal, now: datetime) -> Signal:
+        """File ``signal`` under the document's next inbox id and wake the run, in
+        compare-and-set rounds, so a racing writer cannot drop it.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            WorkflowNotRunningError: the run has ended.
+        """
         def change(run: Run) -> tuple[bool, Signal]:
             accepted = transitions.add_signal(run.state, workflow_id, signal, now,
                                               last_id=run.signal_seq)
@@ -247,6 +301,12 @@ class DocumentStore(WorkflowStore):
 
     @guarded("request_cancel")
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
+        """Flag the open run cancel-requested and wake it, in compare-and-set rounds.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            WorkflowNotRunningError: the run has ended.
+        """
         def change(run: Run) -> tuple[bool, WorkflowState]:
             return True, transitions.request_cancel(run.state, workflow_id, now)
 
@@ -254,4 +314,5 @@ class DocumentStore(WorkflowStore):
 
     @guarded("due")
     def due(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids of the due runs, soonest wake-up first, from one pass over every document."""
         return transitions.due(self._states(), now, limit)

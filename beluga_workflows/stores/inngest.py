@@ -151,8 +151,14 @@ class InngestStore(DocumentStore):
             return list(self._cache.values())
 
     def ping(self) -> None:
+        """GET an id nobody uses: a 404 (or any 2xx/3xx) means the service answers.
+
+        Raises:
+            StoreError: the request fails or answers another 4xx/5xx.
+        """
         # No health endpoint in the contract: a GET of an id nobody uses answers 404 when it is up.
         self._send("load", "GET", "beluga-workflows-check")
 
     def close(self) -> None:
+        """Close this process's ``httpx.Client``; a client given in ``OPTIONS`` is left open."""
         self._http.close()

@@ -229,9 +229,15 @@ class NatsStore(DocumentStore):
         return nc, kv
 
     def ping(self) -> None:
+        """Ask the bucket's status, connecting (and creating the bucket) first if needed.
+
+        Raises:
+            StoreError: no connection to the servers could be made.
+        """
         self._call(lambda kv: kv.status())
 
     def close(self) -> None:
+        """Close the connection and stop the store's event loop thread; the next call reconnects."""
         with self._lock:
             loop, nc = self._loop, self._nc
             self._loop = self._nc = self._kv = None

@@ -164,6 +164,11 @@ class RedisStore(DocumentStore):
                     yield json.loads(doc)
 
     def ping(self) -> None:
+        """Send Redis a ``PING``.
+
+        Raises:
+            StoreError: the server at ``url`` does not answer.
+        """
         try:
             self.client.ping()
         except redis.RedisError as exc:
@@ -222,6 +227,9 @@ class RedisStore(DocumentStore):
 
     @guarded("list")
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        """Read the ids from the narrowest index, newest first, then their documents in pipelined
+        batches; a filter one index cannot answer is checked against each run's indexed fields.
+        """
         filter = filter or WorkflowFilter()
         offset = max(filter.offset, 0)
         stop = offset + filter.limit - 1 if filter.limit > 0 else -1
@@ -238,6 +246,9 @@ class RedisStore(DocumentStore):
 
     @guarded("count")
     def count(self, filter: WorkflowFilter | None = None) -> int:
+        """``ZCARD`` of one index when it answers ``filter`` exactly; else a pass over its ids
+        checking each run's indexed fields (no document is read).
+        """
         filter = filter or WorkflowFilter()
         if self._simple(filter):
             return self.client.zcard(self._index(filter))
@@ -245,6 +256,7 @@ class RedisStore(DocumentStore):
 
     @guarded("count_by_status")
     def count_by_status(self) -> dict[str, int]:
+        """One pipelined ``ZCARD`` per status index."""
         pipe = self.client.pipeline(transaction=False)
         for status in WorkflowStatus:
             pipe.zcard(f"{self.prefix}status:{status.value}")
@@ -252,6 +264,9 @@ class RedisStore(DocumentStore):
 
     @guarded("due")
     def due(self, now: datetime, limit: int = 500) -> list[str]:
+        """Ids from the ``wake`` index whose score passed, in batches, kept when the ``lease`` index
+        has no unexpired lease for them; soonest wake-up first.
+        """
         if limit <= 0:
             return []
         now_us = int(_us(now))
@@ -270,5 +285,6 @@ class RedisStore(DocumentStore):
         return due[:limit]
 
     def close(self) -> None:
+        """Close the client made from ``url``; a client given in ``OPTIONS`` is left open."""
         if self._owns_client:
             self.client.close()

@@ -1,0 +1,1 @@
+"""Template tags of the workflow admin (``{% load beluga_workflows_admin %}``)."""

@@ -11,6 +11,7 @@ COLUMNS = ("ID", "TYPE", "STATUS", "STARTED", "ENDED", "WAITING FOR")
 
 
 class Command(WorkflowCommand):
+    """``workflows_list``: the latest run of each id, newest first, as a table or JSON lines."""
     help = (
         "List workflows (the latest run of each id), newest first: an aligned table, or with "
         "--json one JSON object per line with the same fields as the REST API. Filter by "
@@ -18,6 +19,7 @@ class Command(WorkflowCommand):
     )
 
     def add_arguments(self, parser):
+        """Take ``--status``, ``--type``, ``--limit N`` (default 50) and ``--json``."""
         parser.add_argument(
             "--status", metavar="S",
             help=f"Only runs in this status: {', '.join(s.value for s in WorkflowStatus)}.",
@@ -32,6 +34,12 @@ class Command(WorkflowCommand):
                             help="Print one JSON object per workflow, one per line.")
 
     def handle(self, *args, status, workflow_type, limit, as_json, **options):
+        """Print the matching runs (a table with a "N of M shown" line when capped, or one
+        JSON object per line), or "No workflows.".
+
+        Exits non-zero when ``--limit`` is not a positive whole number, ``--status`` is not a
+        status, or the store cannot be read.
+        """
         workflow_filter = WorkflowFilter(status=status, workflow_type=workflow_type or None,
                                          limit=self.parse_count(limit, "--limit"))
         store = self.executor.store
@@ -49,6 +57,7 @@ class Command(WorkflowCommand):
             self.stdout.write(f"{len(states)} of {total} workflows shown (--limit {limit}).")
 
     def write_table(self, states: list[WorkflowState]) -> None:
+        """Print ``states`` as columns aligned on their widest cell, statuses coloured."""
         rows = [self.row(state) for state in states]
         widths = [max(len(COLUMNS[i]), *(len(row[i]) for row in rows)) for i in range(len(COLUMNS))]
 
@@ -64,6 +73,7 @@ class Command(WorkflowCommand):
 
     @staticmethod
     def row(state: WorkflowState) -> tuple[str, ...]:
+        """The table cells of one run: id, type, status, start, end, what an open run waits for."""
         waiting = ""
         if state.is_open and state.wait_kind:
             waiting = state.wait_kind + (f" {state.wait_name}" if state.wait_name else "")

@@ -6,6 +6,7 @@ from beluga_workflows.management.base import WorkflowCommand
 
 
 class Command(WorkflowCommand):
+    """``workflows_query ID TYPE``: ask a workflow a question and print the answer as JSON."""
     help = (
         "Query the workflow ID and print the answer as JSON. TYPE is a built-in query (status, "
         "result, history) or the name of a handler the workflow set with ctx.set_query_handler. "
@@ -13,6 +14,7 @@ class Command(WorkflowCommand):
     )
 
     def add_arguments(self, parser):
+        """Take two positionals: ``ID``, the workflow id, and ``TYPE``, the query."""
         parser.add_argument("workflow_id", metavar="ID", help="The workflow id.")
         parser.add_argument(
             "query_type", metavar="TYPE",
@@ -20,5 +22,10 @@ class Command(WorkflowCommand):
         )
 
     def handle(self, *args, workflow_id, query_type, **options):
+        """Print the answer to query ``TYPE`` of workflow ``ID`` as indented JSON.
+
+        Exits non-zero when no run has that id, the workflow has no query of that type, or its
+        handler fails.
+        """
         answer = self.executor.query(workflow_id, query_type)
         self.stdout.write(self.dumps(answer, indent=2))

@@ -15,6 +15,7 @@ SHOWN = 50
 
 
 class Command(BaseCommand):
+    """``workflows_recover``: hand the runs that are due (timers, dead workers) to the executor."""
     help = (
         "Re-schedule runs whose worker died or whose timers are due. A run is due when its timer, "
         "retry backoff or signal wait has ended, or when the worker that held it stopped renewing "
@@ -25,6 +26,7 @@ class Command(BaseCommand):
     )
 
     def add_arguments(self, parser):
+        """Take ``--limit`` (default 1000) and ``--dry-run``."""
         parser.add_argument(
             "--limit", type=int, default=1000,
             help="Re-schedule at most this many runs, the longest-due first (default: 1000).",
@@ -35,6 +37,12 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, limit: int, dry_run: bool, **options):
+        """Dispatch up to ``--limit`` due runs, longest-due first, listing each with why it is
+        due; ``--dry-run`` only lists them. Warns when the limit was reached.
+
+        Exits non-zero when ``--limit`` is not positive, the settings are wrong, or the store
+        cannot be read.
+        """
         if limit <= 0:
             raise CommandError(f"--limit must be a positive number of runs, not {limit}")
         try:

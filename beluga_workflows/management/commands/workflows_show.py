@@ -12,6 +12,7 @@ DETAIL_WIDTH = 70
 
 
 class Command(WorkflowCommand):
+    """``workflows_show ID``: a workflow's latest run and its history."""
     help = (
         "Show the workflow ID (its latest run): type, status, input, result or error, what it "
         "waits for, then its history, one event per line in order. --json prints the same as "
@@ -19,11 +20,17 @@ class Command(WorkflowCommand):
     )
 
     def add_arguments(self, parser):
+        """Take one positional ``ID``, the workflow id, and ``--json``."""
         parser.add_argument("workflow_id", metavar="ID", help="The workflow id.")
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help='Print {"workflow": ..., "history": [...]} as JSON.')
 
     def handle(self, *args, workflow_id, as_json, **options):
+        """Print the run's fields then its history one event per line, or both as one JSON object
+        with ``--json``.
+
+        Exits non-zero when no run has that id.
+        """
         handle = self.executor.get_handle(workflow_id)
         state = handle.state()
         events = self.executor.store.history(handle.id)
@@ -38,6 +45,7 @@ class Command(WorkflowCommand):
         self.write_history(events)
 
     def write_state(self, state: WorkflowState) -> None:
+        """Print the run's fields as aligned label/value lines (only those it has)."""
         fields: list[tuple[str, Any]] = [
             ("Workflow", state.workflow_id),
             ("Run", state.run_id),
@@ -67,6 +75,9 @@ class Command(WorkflowCommand):
             self.stdout.write(f"{self.style.MIGRATE_LABEL(label.ljust(9))} {value}")
 
     def write_history(self, events: list[HistoryEvent]) -> None:
+        """Print a heading with the event count, then one line per event: number, time, type
+        and its most telling value.
+        """
         self.stdout.write(self.style.MIGRATE_HEADING(f"History ({len(events)} events)"))
         width = len(str(events[-1].id)) if events else 1
         for event in events:

@@ -7,6 +7,7 @@ from beluga_workflows.management.base import WorkflowCommand
 
 
 class Command(WorkflowCommand):
+    """``workflows_signal ID NAME``: send a signal to a running workflow."""
     help = (
         "Send the signal NAME (with an optional JSON payload) to the running workflow ID. Once "
         "this command succeeds the signal is stored and will be received exactly once by the "
@@ -15,6 +16,7 @@ class Command(WorkflowCommand):
     )
 
     def add_arguments(self, parser):
+        """Take the positionals ``ID`` and ``NAME`` and ``--payload JSON``."""
         parser.add_argument("workflow_id", metavar="ID", help="The workflow id.")
         parser.add_argument("name", metavar="NAME", help="The signal's name, e.g. approval.")
         parser.add_argument(
@@ -23,6 +25,11 @@ class Command(WorkflowCommand):
         )
 
     def handle(self, *args, workflow_id, name, payload, **options):
+        """Store the signal in the run's inbox (sender ``manage.py``) and print its inbox id.
+
+        Exits non-zero when ``--payload`` is not JSON (or too large), no run has that id, or its
+        run has ended.
+        """
         data = self.parse_json(payload, "--payload")
         accepted = self.executor.signal(
             workflow_id, Signal(name=name, payload=data, sender_id="manage.py")

@@ -14,8 +14,10 @@ DEFAULT_WAIT = 300.0
 
 
 class Command(WorkflowCommand):
+    """``workflows_start TYPE``: start a workflow, print its id, and with ``--wait`` its result."""
     @property
     def help(self) -> str:  # names the types registered in this process
+        """The command's help text, naming the workflow types registered in this process."""
         return (
             "Start a run of the workflow registered as TYPE and print its id on one line. The "
             "run is recorded and handed to the configured executor; the command returns at once "
@@ -25,6 +27,9 @@ class Command(WorkflowCommand):
         )
 
     def add_arguments(self, parser):
+        """Take the positional ``TYPE`` and ``--id``, ``--input``, ``--timeout``, ``--wait`` and
+        ``--wait-timeout``.
+        """
         parser.add_argument(
             "workflow_type", metavar="TYPE",
             help="The workflow's registered name, e.g. demo.process_order.",
@@ -55,6 +60,13 @@ class Command(WorkflowCommand):
 
     def handle(self, *args, workflow_type, workflow_id, input, timeout, wait, wait_timeout,
                **options):
+        """Start a run of ``TYPE``, print its id, and with ``--wait`` block until it ends and print
+        its result as one line of JSON.
+
+        Exits non-zero when an argument is malformed, ``TYPE`` is not registered, the id's run
+        is still open, or (with ``--wait``) the run fails, is canceled, times out or is still
+        running after ``--wait-timeout``.
+        """
         data = self.parse_json(input, "--input")
         seconds = self.parse_seconds(timeout, "--timeout", maximum=MAX_DURATION_SECONDS)
         wait_limit = self.parse_seconds(wait_timeout, "--wait-timeout", allow_zero=True)

@@ -204,6 +204,7 @@ class DjangoStore(WorkflowStore):
 
     @guarded("load")
     def load(self, workflow_id: str, *, with_history: bool = True) -> WorkflowState | None:
+        """One query of the run row, one of its inbox and (``with_history``) one of its events."""
         row = self._run_values(workflow_id)
         if row is None:
             return None
@@ -213,6 +214,9 @@ class DjangoStore(WorkflowStore):
 
     @guarded("list")
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
+        """One filtered, ordered and sliced query of run rows, then their inboxes in batches of
+        500 runs; no history is read.
+        """
         filter = filter or WorkflowFilter()
         runs = self._filtered(filter).order_by("-created_at", "-run_id").values(*RUN_FIELDS)
         offset = max(filter.offset, 0)
@@ -246,14 +250,19 @@ class DjangoStore(WorkflowStore):
 
     @guarded("delete")
     def delete(self, workflow_id: str) -> None:
+        """Delete the id's run row, its events and inbox rows with it (the ORM cascades); a
+        missing id deletes nothing.
+        """
         self._runs.filter(workflow_id=workflow_id).delete()
 
     @guarded("count")
     def count(self, filter: WorkflowFilter | None = None) -> int:
+        """One ``COUNT`` query over the run rows ``filter`` selects."""
         return self._filtered(filter or WorkflowFilter()).count()
 
     @guarded("count_by_status")
     def count_by_status(self) -> dict[str, int]:
+        """One ``GROUP BY status`` query, the statuses without runs filled in as zeros."""
         counts = {s.value: 0 for s in WorkflowStatus}
         for row in self._runs.order_by().values("status").annotate(n=Count("run_id")):
             counts[row["status"]] = row["n"]
@@ -261,6 +270,7 @@ class DjangoStore(WorkflowStore):
 
     @guarded("history")
     def history(self, workflow_id: str, *, after: int = 0, limit: int = 0) -> list[HistoryEvent]:
+        """One query of the id's event rows numbered above ``after``, in order (no run row read)."""
         rows = self._events.filter(run__workflow_id=workflow_id, seq__gt=after).order_by("seq")
         return [from_event_row(row) for row in (rows[:limit] if limit > 0 else rows)]
 
@@ -268,6 +278,13 @@ class DjangoStore(WorkflowStore):
 
     @guarded("create")
     def create(self, state: WorkflowState) -> None:
+        """Insert the run, its events and its inbox in one transaction that first deletes an ended
+        run of the id; the unique ``workflow_id`` column refuses a second open run.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+            InvalidInputError: two events of the history share an id.
+        """
         check_history(state)
         self._replace_ended(state)
 
@@ -290,6 +307,10 @@ class DjangoStore(WorkflowStore):
     @guarded("claim")
     def claim(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
               ) -> WorkflowState | None:
+        """One conditional UPDATE that sets the lease only where it is free or expired, so one
+        caller wins; the winner then reads the run row, its events and its inbox (on PostgreSQL:
+        one statement, then one ``UNION ALL`` read).
+        """
         row = self._take_lease(workflow_id, owner, lease_until, now)
         if row is None:
             return None
@@ -312,6 +333,12 @@ class DjangoStore(WorkflowStore):
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
                end: RunEnd | None = None) -> WorkflowState:
+        """One UPDATE fenced on the lease and on the last event's number, with the event inserts
+        and the consumed signal's delete, in one transaction (one statement on PostgreSQL).
+
+        Raises:
+            ConflictError: the lease is lost, or another writer took the events' numbers.
+        """
         try:
             row = self._append_row(workflow_id, run_id, owner, events, lease_until,
                                    consume_signal, end)
@@ -346,6 +373,12 @@ class DjangoStore(WorkflowStore):
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,
                 wait_until: datetime | None) -> bool:
+        """One UPDATE fenced on the lease and on ``wake_seq``; when it matches nothing, a read of
+        the leased row tells a signal that came in (``False``) from a lost lease.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
         if self._release(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq, wake_at=wake_at,
                          wait_kind=wait_kind, wait_name=wait_name, wait_until=wait_until):
             return True
@@ -363,6 +396,11 @@ class DjangoStore(WorkflowStore):
 
     @guarded("refresh")
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:
+        """One read of the leased run's control columns, then one of its inbox.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
         row = self._leased(workflow_id, run_id, owner).values(*CONTROL_FIELDS).first()
         if row is None:
             raise lease_lost(workflow_id)
@@ -370,10 +408,19 @@ class DjangoStore(WorkflowStore):
 
     @guarded("renew")
     def renew(self, workflow_id: str, run_id: str, owner: str, lease_until: datetime) -> bool:
+        """One UPDATE of the lease expiry fenced on the lease; ``False`` when it matched no row."""
         return bool(self._leased(workflow_id, run_id, owner).update(lease_expires_at=lease_until))
 
     @guarded("add_signal")
     def add_signal(self, workflow_id: str, signal: Signal, now: datetime) -> Signal:
+        """In one transaction, lock the open run's row, bump its ``wake_seq`` and insert the inbox
+        row; tried again (up to three times) when a new run of the id started in between.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            WorkflowNotRunningError: the run has ended.
+            ConflictError: the id's run kept changing under three attempts.
+        """
         sent_at = signal.sent_at or now
         signal_id = self._open_run(
             workflow_id, lambda: self._file_signal(workflow_id, signal, sent_at, now))
@@ -392,6 +439,14 @@ class DjangoStore(WorkflowStore):
 
     @guarded("request_cancel")
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
+        """In one transaction, lock the open run's row, set ``cancel_requested`` and bump its
+        ``wake_seq``; tried again when a new run of the id started in between.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            WorkflowNotRunningError: the run has ended.
+            ConflictError: the id's run kept changing under three attempts.
+        """
         row = self._open_run(workflow_id, lambda: self._cancel_row(workflow_id, now))
         return state_from_values(row, signals=self._pending(row["run_id"]))
 
@@ -430,6 +485,9 @@ class DjangoStore(WorkflowStore):
 
     @guarded("due")
     def due(self, now: datetime, limit: int = 500) -> list[str]:
+        """One query on the ``(status, wake_at)`` index: open runs whose ``wake_at`` passed and
+        whose lease is free or expired, soonest first.
+        """
         if limit <= 0:
             return []
         free = Q(lease_owner="") | Q(lease_expires_at__isnull=False, lease_expires_at__lte=now)

@@ -525,6 +525,13 @@ class PostgresDjangoStore(DjangoStore):
 
     @guarded("create")
     def create(self, state: WorkflowState) -> None:
+        """One INSERT of the run and its events when the id is new and the run has no signals;
+        else (or when the id already has a row) the ORM's transaction that replaces an ended run.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+            InvalidInputError: two events of the history share an id.
+        """
         check_history(state)
         if not state.signals:
             # One statement when the id is new (the usual case); else replace an ended run.
