@@ -66,10 +66,11 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
             f"dotted path, OPTIONS the keyword arguments of that store."),
             id="beluga_workflows.E001")]
     try:
-        messages = list(store.check())
         executor = workflow_settings.EXECUTOR
         executor_backend = executor.get("BACKEND") if isinstance(executor, dict) else None
-        if executor_backend not in _SINGLE_PROCESS_EXECUTORS and not (
+        multi_process = executor_backend not in _SINGLE_PROCESS_EXECUTORS
+        messages = list(store.check(multi_process=multi_process))
+        if multi_process and not (
                 store.supports_compare_and_set and store.supports_listing):
             lacks = [what for what, has in (("compare-and-set", store.supports_compare_and_set),
                                             ("listing", store.supports_listing)) if not has]

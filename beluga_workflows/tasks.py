@@ -17,8 +17,9 @@ import logging
 from typing import Any
 
 from celery import shared_task
-from celery.signals import worker_ready
-from django.db import close_old_connections
+from celery.signals import worker_init, worker_ready
+from django.conf import settings
+from django.db import close_old_connections, connections
 
 from .runtimes import get_executor
 from .runtimes.celery import RECOVER_TASK, RUN_TASK
@@ -28,6 +29,56 @@ __all__ = ["recover_workflows", "run_workflow"]
 logger = logging.getLogger("beluga_workflows.tasks")
 
 
+# Whether this process has made the store's connection persistent (done once per process).
+_connection_kept = False
+
+
+def keep_store_connection() -> None:
+    """Keep the store's database connection open across activations in this worker process.
+
+    Django's default ``CONN_MAX_AGE = 0`` closes a connection at the end of each request, and
+    Celery's Django fixup does the same after each task: a worker would reconnect for every
+    activation (on PostgreSQL that halves throughput). A worker makes that alias's connection
+    persistent instead, with ``CONN_HEALTH_CHECKS`` on so that a broken one (a server restart) is
+    replaced before the next activation uses it. A site's own positive ``CONN_MAX_AGE`` is kept.
+    """
+    global _connection_kept
+    _connection_kept = True
+    alias = get_executor().store.database_alias
+    if alias is None:
+        return
+    settings_dict = connections[alias].settings_dict
+    if settings_dict.get("CONN_MAX_AGE") == 0:
+        settings_dict["CONN_MAX_AGE"] = None
+        settings_dict["CONN_HEALTH_CHECKS"] = True
+        logger.info("keeping the connection of database %r open across activations "
+                    "(its CONN_MAX_AGE is 0)", alias)
+
+
+# Celery's Django fixup closes every connection before and after each task unless
+# CELERY_DB_REUSE_MAX is set; a worker then recycles its connections every 2 x this many tasks.
+DB_REUSE_MAX = 1000
+
+
+@worker_init.connect(weak=False)
+def keep_connections_across_tasks(sender: Any = None, **kwargs: Any) -> None:
+    """Stop Celery's Django fixup from closing the database connections around every task.
+
+    Without ``CELERY_DB_REUSE_MAX`` in the site's settings (Celery's default), the fixup closes
+    them before and after each task, whatever ``CONN_MAX_AGE`` says: every activation reconnects,
+    and on PostgreSQL loses its prepared statements. This runs after the fixup's own
+    ``worker_init`` handler, in the worker's main process (the pool processes inherit it), and
+    gives the fixup ``DB_REUSE_MAX``. A site's own ``CELERY_DB_REUSE_MAX`` is kept.
+    """
+    app = getattr(sender, "app", None)
+    for fixup in getattr(app, "_fixups", None) or ():
+        worker_fixup = getattr(fixup, "_worker_fixup", None)
+        if worker_fixup is not None and getattr(worker_fixup, "db_reuse_max", 0) in (None, 0):
+            worker_fixup.db_reuse_max = DB_REUSE_MAX
+            logger.info("Celery's Django fixup would close the database connections after every "
+                        "task: reusing them for up to %d tasks", 2 * DB_REUSE_MAX)
+
+
 @shared_task(name=RUN_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
 def run_workflow(workflow_id: str) -> dict[str, Any]:
     """Advance the open run of ``workflow_id``; a near wake-up is sent again with a countdown.
@@ -35,6 +86,8 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
     Returns what the activation did (``claimed`` is False when the run was ended, missing or
     leased by another worker, which then advances it).
     """
+    if not _connection_kept:
+        keep_store_connection()
     # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS, keep the
     # rest (Celery's Django fixup closes them all per task unless CELERY_DB_REUSE_MAX is set).
     close_old_connections()
@@ -64,8 +117,11 @@ def recover_workflows(limit: int = 1000) -> int:
 def recover_on_worker_start(sender: Any = None, **kwargs: Any) -> None:
     """Sweep once when a worker starts, so timers that came due while every worker was down fire
     now rather than at the next beat (or never, when no beat runs)."""
-    from django.db import connections
-
+    if settings.DEBUG:
+        logger.warning(
+            "DEBUG = True in this Celery worker: Django keeps the last 9,000 ORM queries of each "
+            "connection in memory and times every one, which costs each activation time and the "
+            "worker memory; set DEBUG = False for workers")
     try:
         sent = get_executor().recover()
         if sent:

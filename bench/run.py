@@ -180,6 +180,18 @@ class Processes:
         wait_for(lambda: all(redis_client.sismember(READY_KEY, n) for n in names), 90,
                  f"the workers to start (logs in {self.log_dir})", interval=0.1)
 
+    def restart(self, env: dict[str, str], log_dir: Path, redis_client) -> None:
+        """Stop every process, then start them again with ``env``, logging under ``log_dir``."""
+        from bench.workflows import READY_KEY
+
+        self.stop()
+        self.workers, self.others = [], []
+        redis_client.delete(READY_KEY)
+        self.env = env
+        self.log_dir = log_dir
+        log_dir.mkdir(parents=True, exist_ok=True)
+        self.start(redis_client)
+
     def pool_pids(self) -> list[int]:
         """The pool (child) processes of the workers: where the workflows run."""
         pids = []
@@ -564,6 +576,42 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
     return "\n".join(lines)
 
 
+# -- Django's default settings -----------------------------------------------------------------
+
+# What a site that adds the app to its own settings has (the bench's tuned values in comments).
+DJANGO_DEFAULTS = {
+    "BENCH_CONN_MAX_AGE": "0",  # 600
+    "BENCH_CONN_HEALTH_CHECKS": "false",  # true
+    "BENCH_DEBUG": "true",  # false
+    "CELERY_DB_REUSE_MAX": "0",  # 1000: Celery's fixup then closes connections after each task
+}
+
+
+def django_defaults(bench: Bench, procs: Processes, env: dict[str, str], log_dir: Path,
+                    redis_client) -> None:
+    """W1 throughput with the workers on Django's defaults, between two passes on the tuned
+    settings (so drift of the machine shows)."""
+    count = bench.sizes["w1_throughput"]
+
+    def restart(worker_env: dict[str, str], name: str) -> None:
+        procs.restart(worker_env, log_dir / name, redis_client)
+        for k in range(20):  # warm-up, as for the first pass
+            bench.execute("bench.w1", 10, f"w1{name[0]}w-{k}").result(timeout=60)
+
+    restart({**env, **DJANGO_DEFAULTS}, "defaults")
+    defaults = bench.w1_throughput(count, "w1d")
+    restart(env, "tuned")
+    tuned = bench.w1_throughput(count, "w1r")
+    first = bench.results["w1_throughput"]
+    ratio = defaults / ((first + tuned) / 2)
+    bench.results["django_defaults"] = {
+        "w1_throughput": defaults, "tuned_before": first, "tuned_after": tuned, "ratio": ratio,
+        "settings": DJANGO_DEFAULTS,
+    }
+    say(f"W1 on Django's defaults: {defaults:.0f} wf/s = {ratio:.0%} of tuned "
+        f"({first:.0f}, {tuned:.0f} wf/s)")
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -571,6 +619,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--keep-db", action="store_true", help="keep the beluga_bench database")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only ours")
+    parser.add_argument("--django-defaults", action="store_true",
+                        help="also measure W1 throughput with workers on Django's default "
+                             "settings (CONN_MAX_AGE=0, no health checks, DEBUG=True, Celery's "
+                             "own connection handling), between two passes on the tuned ones")
     args = parser.parse_args(argv)
     sizes = QUICK if args.quick else FULL
 
@@ -616,6 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.memory(done)
         bench.replay()
         bench.lists()
+        if args.django_defaults:
+            django_defaults(bench, procs, env, log_dir, redis_client)
         results["elapsed_s"] = time.monotonic() - bench_started
     finally:
         results["load_during"] = sampler.stop()
@@ -640,6 +694,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{load_before.split()[0]} before, {during['mean']:.2f} mean / {during['max']:.2f} max "
           f"during (the bench's own processes count); DBOS: {results['dbos']}")
     print(table(results, sizes))
+    if "django_defaults" in results:
+        d = results["django_defaults"]
+        print(f"\nW1 throughput with workers on Django's default settings ({', '.join(f'{k}={v}' for k, v in d['settings'].items())}): "
+              f"{d['w1_throughput']:.0f} wf/s = {d['ratio']:.0%} of the tuned settings' "
+              f"{d['tuned_before']:.0f} / {d['tuned_after']:.0f} wf/s (measured before and after)")
     print(f"\nfigures: {out.relative_to(REPO)}")
     return 0
 

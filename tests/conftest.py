@@ -75,7 +75,8 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, d
 
     SQLite test databases become files (WAL, as configured) instead of Django's shared-cache
     in-memory default: its table locks fail at once instead of waiting, which is not how the
-    store runs in production and defeats the concurrency tests.
+    store runs in production and defeats the concurrency tests. ``plain_memory`` is the exception:
+    it stays pytest-django's default (in memory, shared cache), which the store must handle too.
     """
     if django_db_keepdb:
         return
@@ -86,7 +87,7 @@ def django_db_modify_db_settings(django_db_modify_db_settings_parallel_suffix, d
         # Each test database stands alone, so a session may create "postgres" without "default".
         test.setdefault("DEPENDENCIES", [])
         if config["ENGINE"] == "django.db.backends.sqlite3":
-            if test.get("NAME") in (None, "", ":memory:"):
+            if alias != "plain_memory" and test.get("NAME") in (None, "", ":memory:"):
                 test["NAME"] = os.path.join(tempfile.gettempdir(),
                                             f"beluga_test_{alias}_{os.getpid()}.sqlite3")
             continue

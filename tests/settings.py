@@ -13,7 +13,7 @@ import os
 import environ
 
 from beluga_project.settings import *  # noqa: F403
-from beluga_project.settings import DATABASES, env
+from beluga_project.settings import DATABASES, VAR_DIR, env
 
 DATABASES["postgres"] = environ.Env.db_url_config(
     env.str("BELUGA_TEST_POSTGRES_URL", default="postgres://postgres@127.0.0.1:5432/beluga")
@@ -25,6 +25,15 @@ DATABASES["celery"] = environ.Env.db_url_config(
             default="postgres://postgres@127.0.0.1:5432/beluga_celery")
 )
 DATABASES["celery"]["NAME"] = f"{DATABASES['celery']['NAME']}_{os.getpid()}"
+
+# Django's default SQLite entries, nothing tuned (no OPTIONS: deferred transactions, no WAL, the
+# default timeout), as a site that adds the app to its own settings has them. ``plain_file`` is a
+# database file the tests migrate themselves; ``plain_memory`` is pytest-django's test database for
+# it (in memory, shared cache) for the tests that ask for that alias.
+DATABASES["plain_file"] = {"ENGINE": "django.db.backends.sqlite3",
+                           "NAME": str(VAR_DIR / f"plain-{os.getpid()}.sqlite3")}
+DATABASES["plain_memory"] = {"ENGINE": "django.db.backends.sqlite3",
+                             "NAME": str(VAR_DIR / f"plain-memory-{os.getpid()}.sqlite3")}
 
 # The private PostgreSQL server that tests/celery/test_outages.py starts, crashes and restarts.
 OUTAGE_POSTGRES_PORT = env.int("BELUGA_TEST_OUTAGE_POSTGRES_PORT", default=54329)

@@ -168,8 +168,7 @@ class CeleryExecutor(WorkflowExecutor):
 
     def _db_alias(self) -> str | None:
         """The database the store writes to (its commit must precede the message), if any."""
-        alias = getattr(self.store, "using", None)  # the django store's DATABASES alias
-        return alias if isinstance(alias, str) and alias else None
+        return self.store.database_alias
 
     # -- recovery -------------------------------------------------------------------------------
 

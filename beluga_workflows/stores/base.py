@@ -176,15 +176,28 @@ class WorkflowStore(abc.ABC):
             StoreError: it cannot be reached (the message says where and why).
         """
 
-    def check(self) -> list[checks.CheckMessage]:
+    def check(self, *, multi_process: bool = False) -> list[checks.CheckMessage]:
         """What ``manage.py check`` reports about this store: ``beluga_workflows.E004`` when
-        ``ping`` fails, with the store's ``unreachable_hint``; nothing when it answers."""
+        ``ping`` fails, with the store's ``unreachable_hint``; nothing when it answers.
+
+        ``multi_process``: the executor runs workflows in several processes (a store may warn
+        about what then goes wrong or slow).
+        """
         try:
             self.ping()
         except StoreError as exc:
             return [checks.Error(f"the {self.backend_name} workflow store cannot be reached: {exc}",
                                  hint=self.unreachable_hint, id="beluga_workflows.E004")]
         return []
+
+    @property
+    def database_alias(self) -> str | None:
+        """The Django ``DATABASES`` alias the store writes to, or ``None`` (not a database).
+
+        A runtime sends a run's messages only once that database's transaction commits, and a
+        worker keeps that connection open across activations.
+        """
+        return None
 
     def backend_error(self, operation: str, exc: BaseException) -> WorkflowError:
         """The contract's error for ``exc``, a failure of the backend in ``operation``.

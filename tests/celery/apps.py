@@ -9,7 +9,9 @@ class CeleryTestsConfig(AppConfig):
 
     def ready(self) -> None:
         from celery.signals import worker_ready
+        from django.db.backends.signals import connection_created
 
-        from .workflows import mark_worker_ready
+        from .workflows import count_connection, mark_worker_ready
 
         worker_ready.connect(mark_worker_ready, weak=False)
+        connection_created.connect(count_connection, weak=False)

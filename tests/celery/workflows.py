@@ -38,6 +38,15 @@ def mark_worker_ready(sender=None, **kwargs) -> None:
     client().sadd(f"{prefix()}:ready", sender.hostname)
 
 
+def connections_key() -> str:
+    return f"{prefix()}:connections"
+
+
+def count_connection(sender=None, connection=None, **kwargs) -> None:
+    """``connection_created`` hook: count the database connections worker processes open."""
+    client().incr(connections_key())
+
+
 @activity(name="celery_tests.step")
 def step(data: dict) -> dict:
     """One side effect: recorded in Redis first, then a pause (a window for kill -9 to land in)."""

@@ -14,9 +14,9 @@ Every write that depends on the run's state is a conditional ``UPDATE`` whose ro
   same transaction as the inbox insert, so a signal can neither land in an ended run nor slip past
   a suspension.
 
-This module runs them through the ORM, as short transactions; SQLite serialises writers, and
-``"transaction_mode": "IMMEDIATE"`` (as in the example project's settings) makes a transaction take
-the write lock up front instead of failing on upgrade. On PostgreSQL, ``DjangoStore(...)`` builds a
+This module runs them through the ORM, as short transactions. On SQLite, ``DjangoStore(...)``
+builds an ``SqliteDjangoStore`` (``sqlite.py``): each write operation one transaction holding the
+write lock from its start, and a busy or locked database retried. On PostgreSQL, ``DjangoStore(...)`` builds a
 ``PostgresDjangoStore`` (``postgres.py``) instead, whose hot operations are single statements: one
 round trip and one commit per checkpoint. Each hot operation's database work is a method of its
 own here (``_take_lease``, ``_append_row``, ``_release``, ``_file_signal`` ...), which that
@@ -79,19 +79,24 @@ class DjangoStore(WorkflowStore):
 
     Needs the app's migrations applied on that database and ``USE_TZ = True``. Safe under
     concurrency on PostgreSQL and SQLite: any number of threads and processes may share it.
-    ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass);
-    a subclass of ``DjangoStore`` is built as itself.
+    ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass),
+    of an SQLite alias an ``SqliteDjangoStore``; a subclass of ``DjangoStore`` is built as itself.
     """
 
     backend_name = "django"
     backend_errors = (DatabaseError,)
 
     def __new__(cls, using: str = "default", **options: Any) -> DjangoStore:
-        if (cls is DjangoStore and isinstance(using, str) and using in connections.settings
-                and connections[using].vendor == "postgresql"):
-            from .postgres import PostgresDjangoStore
+        if cls is DjangoStore and isinstance(using, str) and using in connections.settings:
+            vendor = connections[using].vendor
+            if vendor == "postgresql":
+                from .postgres import PostgresDjangoStore
 
-            cls = PostgresDjangoStore
+                cls = PostgresDjangoStore
+            elif vendor == "sqlite":
+                from .sqlite import SqliteDjangoStore
+
+                cls = SqliteDjangoStore
         return super().__new__(cls)
 
     def __init__(self, using: str = "default", **options: Any) -> None:
@@ -112,6 +117,11 @@ class DjangoStore(WorkflowStore):
         self.using = using
         # SQLite's LIKE ignores case: an id prefix is a range over the id index there.
         self._prefix_as_range = connections[using].vendor == "sqlite"
+
+    @property
+    def database_alias(self) -> str:
+        """The ``DATABASES`` alias the runs live in."""
+        return self.using
 
     # -- plumbing -----------------------------------------------------------------------------------
 
