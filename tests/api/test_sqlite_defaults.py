@@ -24,9 +24,25 @@ def plain_memory_store(settings):
     }
     from django.db import connections
 
-    assert connections["plain_memory"].is_in_memory_db()  # pytest-django's test database
-    assert connections["plain_memory"].settings_dict.get("OPTIONS", {}) == {}
+    connection = connections["plain_memory"]
+    assert connection.is_in_memory_db()  # pytest-django's test database
+    assert connection.settings_dict.get("OPTIONS", {}) == {}
     return settings
+
+
+@pytest.fixture(scope="module", autouse=True)
+def end_the_in_memory_database():
+    """Django never closes an in-memory database's connection (that would drop the database), and
+    pytest-django's flush after the test reopens it: end it once this module is done (its only
+    user), or later tests' ``close_old_connections()`` would find it open outside their database
+    access."""
+    yield
+    from django.db import connections
+
+    connection = connections["plain_memory"]
+    if connection.connection is not None:
+        connection.connection.close()
+        connection.connection = None
 
 
 @pytest.mark.django_db(databases=["default", "plain_memory"], transaction=True)
