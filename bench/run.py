@@ -596,7 +596,7 @@ def django_defaults(bench: Bench, procs: Processes, env: dict[str, str], log_dir
     def restart(worker_env: dict[str, str], name: str) -> None:
         procs.restart(worker_env, log_dir / name, redis_client)
         for k in range(20):  # warm-up, as for the first pass
-            bench.execute("bench.w1", 10, f"w1{name[0]}w-{k}").result(timeout=60)
+            bench.execute("bench.w1", 10, f"warm-{name}-{k}").result(timeout=60)
 
     restart({**env, **DJANGO_DEFAULTS}, "defaults")
     defaults = bench.w1_throughput(count, "w1d")
