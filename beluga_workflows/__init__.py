@@ -9,7 +9,9 @@ from .engine.errors import (
     ActivityError,
     InvalidInputError,
     NonDeterminismError,
+    NonRetriableError,
     NonRetryableError,
+    RetryAfterError,
     SignalTimeoutError,
     StoreError,
     WorkflowAlreadyExistsError,
@@ -20,6 +22,7 @@ from .engine.errors import (
     WorkflowNotRunningError,
     WorkflowTimeoutError,
 )
+from .engine.events import CancelOn, Event, SendResult, Trigger
 from .engine.executor import WorkflowExecutor, WorkflowHandle
 from .engine.hooks import Hooks, compose_hooks
 from .engine.middleware import apply_middleware, with_hooks
@@ -34,22 +37,29 @@ from .engine.types import (
     WorkflowState,
     WorkflowStatus,
 )
+from .events import send_event
 from .runtimes import get_executor, list_executors, new, register
 from .stores import get_store
 
 __all__ = [
     "ActivityError",
+    "CancelOn",
     "DefaultRetryPolicy",
+    "Event",
     "EventType",
     "HistoryEvent",
     "Hooks",
     "InvalidInputError",
     "NonDeterminismError",
+    "NonRetriableError",
     "NonRetryableError",
+    "RetryAfterError",
     "RetryPolicy",
+    "SendResult",
     "Signal",
     "SignalTimeoutError",
     "StoreError",
+    "Trigger",
     "WorkflowAlreadyExistsError",
     "WorkflowCanceledError",
     "WorkflowContext",
@@ -72,6 +82,7 @@ __all__ = [
     "list_executors",
     "new",
     "register",
+    "send_event",
     "with_hooks",
     "workflow",
 ]

@@ -1,9 +1,16 @@
-"""The tables of the ``django`` store: runs, their history events and their signal inboxes.
+"""The tables of the ``django`` store: runs, their history events and their signal inboxes, and
+the events of API.md §8.
 
 One ``WorkflowState`` row per workflow id holds its latest run (starting a new run of an ended id
 replaces the old one, as the store contract says). ``HistoryEvent`` rows are only ever appended,
 one per event, numbered from 1 within their run. ``PendingSignal`` rows are the durable inbox: a
 signal waits there until the run consumes it, and its auto-increment ``id`` is its FIFO position.
+
+``Event`` rows are the accepted events (the source of truth, keyed by their idempotency id; an
+outbox: ``fanned_out_at`` is NULL until the fan-out is done). ``EventDelivery`` is the trigger
+ledger: unique on (event, workflow type), written with the run it starts. ``EventWait`` rows are
+what open runs wait for (a ``wait_for_event``, or a ``cancel_on``), found by the sender through
+(name, match paths, match key) and deleted with the write that ends the wait or the run.
 
 The indexes serve the reads the app makes (lists newest first by status or type, due runs) and
 leave out the columns every checkpoint rewrites (``updated_at``, ``version``, the lease expiry), so
@@ -16,7 +23,8 @@ from django.db import models
 
 from .engine.types import EventType, WorkflowStatus
 
-__all__ = ["HistoryEvent", "PendingSignal", "WorkflowState"]
+__all__ = ["Event", "EventDelivery", "EventWait", "HistoryEvent", "PendingSignal",
+           "WorkflowState"]
 
 STATUS_CHOICES = [(s.value, s.value.replace("_", " ")) for s in WorkflowStatus]
 EVENT_TYPE_CHOICES = [(t.value, t.value.replace("_", " ")) for t in EventType]
@@ -129,3 +137,92 @@ class PendingSignal(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} -> {self.run_id}"
+
+
+class Event(models.Model):
+    """An accepted event: its idempotency id, name, data and time, and what its fan-out did."""
+
+    id = models.CharField(max_length=255, primary_key=True)
+    name = models.CharField(max_length=255)
+    data = models.JSONField(default=dict, blank=True)
+    ts = models.DateTimeField("time")
+    received_at = models.DateTimeField("received")
+    # NULL until the fan-out (triggers, waits, cancels) is done: the outbox the sweep finishes.
+    fanned_out_at = models.DateTimeField("fanned out", null=True, blank=True)
+    # The runs its triggers start, decided when it was accepted: [{"workflow_type", "workflow_id"}].
+    triggers = models.JSONField(default=list, blank=True)
+    # {"started": [ids], "woken": [ids], "canceled": [ids], "skipped": [{"workflow_type", "reason"}]}
+    outcome = models.JSONField(default=dict, blank=True)
+
+    class Meta:
+        verbose_name = "event"
+        verbose_name_plural = "events"
+        indexes = [
+            # list_events newest first; find_events (name, since) oldest first.
+            models.Index(fields=["-received_at", "-id"], name="beluga_ev_newest_idx"),
+            models.Index(fields=["name", "received_at", "id"], name="beluga_ev_name_idx"),
+            # unfanned_events: only the (few) rows not fanned out yet.
+            models.Index(fields=["received_at"], condition=models.Q(fanned_out_at__isnull=True),
+                         name="beluga_ev_outbox_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.id})"
+
+
+class EventDelivery(models.Model):
+    """The ledger of triggers: the run that one event started for one workflow type, once."""
+
+    event = models.ForeignKey(Event, on_delete=models.CASCADE, related_name="deliveries",
+                              db_index=False)
+    workflow_type = models.CharField(max_length=255)
+    # Plain values, not a key: the ledger outlives the run (an ended run may be replaced).
+    workflow_id = models.CharField(max_length=255)
+    run_id = models.CharField(max_length=64)
+    delivered_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "event delivery"
+        verbose_name_plural = "event deliveries"
+        constraints = [
+            models.UniqueConstraint(fields=["event", "workflow_type"],
+                                    name="beluga_ev_delivery_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_id} -> {self.workflow_type}"
+
+
+class EventWait(models.Model):
+    """What an open run waits for: a ``wait_for_event`` (``op`` > 0) or a ``cancel_on`` (``op`` <= 0).
+
+    ``match_paths`` are the match's dotted paths, sorted, one a line; ``match_key`` a SHA-256 of
+    the values at them (both empty without a match). ``anchor``: events received before it do not
+    count (``NULL`` for a cancel).
+    """
+
+    # As for history events: no database constraint; deleting a run through the ORM deletes them.
+    run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="event_waits",
+                            db_index=False, db_constraint=False)
+    workflow_id = models.CharField(max_length=255)
+    op = models.IntegerField()
+    name = models.CharField(max_length=255)
+    match_paths = models.TextField(blank=True, default="")
+    match_key = models.CharField(max_length=64, blank=True, default="")
+    match = models.JSONField(default=list, blank=True)
+    where = models.TextField(blank=True, default="")
+    anchor = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "event wait"
+        verbose_name_plural = "event waits"
+        constraints = [
+            # Also the index of deletion by run.
+            models.UniqueConstraint(fields=["run", "op"], name="beluga_ev_wait_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["name", "match_paths", "match_key"], name="beluga_ev_wait_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.run_id} #{self.op} waits for {self.name}"

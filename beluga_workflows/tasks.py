@@ -5,6 +5,11 @@
   returned, and a pool process killed mid-run gives its message back to the broker. Whatever the
   broker does, the run's lease in the store decides who advances it, and the periodic sweep picks
   up any run whose worker died.
+- ``beluga_workflows.fan_out_event(event_id)``: an accepted event's fan-out (the runs its
+  triggers start, the waiting runs it wakes, the runs it cancels); late acknowledgement too, and
+  idempotent: done twice, it starts, wakes and cancels nothing twice. The first run it wakes is
+  advanced by the same task, right after (its wake-up is in the store: lost with the worker, the
+  sweep sends it).
 - ``beluga_workflows.recover_workflows()``: the sweep (run it from Celery beat every
   ``BELUGA_WORKFLOWS["RECOVER_INTERVAL"]`` seconds; also run once whenever a worker starts).
 
@@ -13,6 +18,7 @@ A workflow's own exception fails that run (the runner records it), never the tas
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from typing import Any
 
@@ -22,9 +28,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from .runtimes import get_executor
-from .runtimes.celery import RECOVER_TASK, RUN_TASK
+from .runtimes.celery import FAN_OUT_TASK, RECOVER_TASK, RUN_TASK
 
-__all__ = ["recover_workflows", "run_workflow"]
+__all__ = ["fan_out_event", "recover_workflows", "run_workflow"]
 
 logger = logging.getLogger("beluga_workflows.tasks")
 
@@ -91,7 +97,11 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
     # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS, keep the
     # rest (Celery's Django fixup closes them all per task unless CELERY_DB_REUSE_MAX is set).
     close_old_connections()
-    executor = get_executor()
+    return _advance(get_executor(), workflow_id)
+
+
+def _advance(executor: Any, workflow_id: str) -> dict[str, Any]:
+    """One activation of ``workflow_id``; a near wake-up is sent again with a countdown."""
     result = executor.run(workflow_id)
     if result.suspended and result.wake_at is not None:
         executor.schedule(workflow_id, at=result.wake_at, queue=result.queue)
@@ -102,6 +112,25 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
         "suspended": result.suspended,
         "lease_lost": result.lease_lost,
     }
+
+
+@shared_task(name=FAN_OUT_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def fan_out_event(event_id: str) -> dict[str, Any]:
+    """Fan out event ``event_id``: start its triggers' runs, wake and cancel the runs it should.
+
+    Returns what it did (``fanned_out`` False when the event is not visible, or a workflow it
+    triggers is not registered in this worker: the sweep sends it again later).
+    """
+    if not _connection_kept:
+        keep_store_connection()
+    close_old_connections()
+    executor = get_executor()
+    serving = getattr(executor, "serving_in_place", None)
+    with serving() if serving is not None else contextlib.nullcontext([]) as kept:
+        outcome = executor.fan_out(event_id)
+    for workflow_id in kept:  # the first run it woke: advanced here, without a broker trip
+        _advance(executor, workflow_id)
+    return {"event_id": event_id, "fanned_out": outcome is not None, **(outcome or {})}
 
 
 @shared_task(name=RECOVER_TASK, ignore_result=True)

@@ -10,6 +10,9 @@
 Runs advance in the calling thread on a ``VirtualClock``. When nothing can run, the clock jumps to
 the next due timer (sleep, signal timeout, retry, deadline). ``handle.result()`` raises
 ``TimeoutError`` at once when the run waits for a signal that nothing will send.
+
+Events (``env.send_event(Event(...))``) are fanned out at once, in the calling thread: the
+returned ``SendResult`` lists the runs the event woke and canceled as well as those it started.
 """
 
 from __future__ import annotations

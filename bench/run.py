@@ -8,7 +8,8 @@ Run ``bin/bench`` (it starts PostgreSQL and Redis when they are not running, the
 2. starts Celery beat and 2 worker processes (``--pool prefork --concurrency 1`` each, as the
    Celery integration tests do) under ``bench.settings``; the baseline tasks run on the same ones;
 3. measures W1 (10 trivial activities: sequential latency, then 2,000 at once), W2 (signal sent to
-   workflow completed), W3 (500 durable 1 s sleeps), worker memory over 20,000 workflows, the
+   workflow completed), W3 (500 durable 1 s sleeps), W4 (event sent to the run waiting for it
+   completed: the event's fan-out task, then the run's), worker memory over 20,000 workflows, the
    replay of a run with 10,000 recorded steps and the admin and API list pages at 100,000 runs,
    and the baseline (a chain of 10 trivial Celery tasks; a 1 s countdown for W3);
 4. prints one table and writes every figure to ``var/bench/results-<time>.json``.
@@ -40,9 +41,9 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 QUEUE = "beluga-bench"
 WORKERS = 2
 
-FULL = {"w1_latency": 200, "w1_throughput": 2000, "w2": 100, "w3": 500, "memory": 20000,
-        "replay_steps": 10000, "list_rows": 100000, "list_requests": 40}
-QUICK = {"w1_latency": 50, "w1_throughput": 400, "w2": 30, "w3": 100, "memory": 2000,
+FULL = {"w1_latency": 200, "w1_throughput": 2000, "w2": 100, "w3": 500, "w4": 100,
+        "memory": 20000, "replay_steps": 10000, "list_rows": 100000, "list_requests": 40}
+QUICK = {"w1_latency": 50, "w1_throughput": 400, "w2": 30, "w3": 100, "w4": 30, "memory": 2000,
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
 
 
@@ -347,6 +348,32 @@ class Bench:
         say(f"W2 signal -> completed: median {statistics.median(times):.1f} ms, "
             f"p99 {pct(times, .99):.1f} ms")
 
+    # W4 ---------------------------------------------------------------------------------------
+
+    def w4(self) -> None:
+        """An event sent (``send_event``) to the run waiting for it, until that run completed."""
+        from beluga_workflows import Event
+        from beluga_workflows.models import WorkflowState
+
+        def waiting(workflow_id: str) -> bool:
+            return WorkflowState.objects.filter(workflow_id=workflow_id, wait_kind="event",
+                                                lease_owner="").exists()
+
+        times = []
+        for k in range(self.sizes["w4"] + 5):
+            workflow_id = f"w4-{k:05d}"
+            handle = self.execute("bench.w4", {"data": {"k": k}}, workflow_id)
+            wait_for(lambda wid=workflow_id: waiting(wid), 30, f"{workflow_id} to wait",
+                     interval=0.002)
+            started = time.perf_counter()
+            self.executor.send_event(Event("bench/paid", {"k": k}))
+            assert handle.result(timeout=30) == {"k": k}
+            if k >= 5:  # the first few warm up
+                times.append((time.perf_counter() - started) * 1000)
+        self.results["w4_ms"] = summary(times)
+        say(f"W4 event sent -> waiting run completed: median {statistics.median(times):.1f} ms, "
+            f"p99 {pct(times, .99):.1f} ms")
+
     # W3 ---------------------------------------------------------------------------------------
 
     def w3(self) -> None:
@@ -544,6 +571,11 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
     w2 = r["w2_ms"]
     rows.append(["W2 signal sent -> completed", ms(w2["median"]), ms(w2["p99"]), "-",
                  "median <= 10 ms", "- (no signals)", "-", met(w2["median"] <= 10)])
+    w4 = r.get("w4_ms")
+    if w4:
+        rows.append(["W4 event sent -> waiting run completed", ms(w4["median"]), ms(w4["p99"]),
+                     "-", "median, p99 <= 15 ms", "- (no events)", "-",
+                     met(w4["median"] <= 15 and w4["p99"] <= 15)])
     w3t, bw3t = r["w3_total_s"], r.get("baseline_w3_total_s")
     rows.append([f"W3 total ({sizes['w3']} x durable 1 s sleep)", "-", "-", f"{w3t:.2f} s",
                  "<= 2 s", f"{bw3t:.2f} s" if bw3t else "-", ratio(w3t, bw3t), met(w3t <= 2.0)])
@@ -661,6 +693,7 @@ def main(argv: list[str] | None = None) -> int:
         results["w1_throughput"] = bench.w1_throughput(sizes["w1_throughput"], "w1t")
         done += sizes["w1_throughput"]
         bench.w2()
+        bench.w4()
         bench.w3()
         if not args.skip_baseline:
             bench.baseline_w1()

@@ -1,4 +1,4 @@
-"""What the benchmark runs: our workflows (W1-W3, replay) and the Celery-chain baseline tasks."""
+"""What the benchmark runs: our workflows (W1-W4, replay) and the Celery-chain baseline tasks."""
 
 from __future__ import annotations
 
@@ -45,6 +45,12 @@ def w3(ctx: WorkflowContext, seconds: float) -> str:
     """W3: a durable sleep."""
     ctx.sleep(seconds)
     return "woke"
+
+
+@workflow(name="bench.w4")
+def w4(ctx: WorkflowContext, order: dict) -> object:
+    """W4: wait for the ``bench/paid`` event of its order, return its data."""
+    return ctx.wait_for_event("bench/paid", match="data.k").data
 
 
 # -- the baseline: plain Celery tasks (not durable) -------------------------------------------------

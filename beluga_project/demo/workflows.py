@@ -2,7 +2,7 @@
 
 from datetime import timedelta
 
-from beluga_workflows import RetryPolicy, WorkflowContext, activity, workflow
+from beluga_workflows import CancelOn, RetryPolicy, WorkflowContext, activity, workflow
 
 
 @activity(name="demo.charge_card")
@@ -30,3 +30,23 @@ def process_order(ctx: WorkflowContext, order: dict) -> dict:
 def hello(ctx: WorkflowContext, name: str | None = None) -> str:
     """The smallest workflow: one recorded step."""
     return ctx.side_effect(lambda: f"Hello, {name or 'world'}!")
+
+
+@workflow(name="demo.fulfil_order", on_event="demo/order_placed",
+          cancel_on=[CancelOn("demo/order_cancelled", match="data.order_id")])
+def fulfil_order(ctx: WorkflowContext, event: dict) -> dict:
+    """Event-driven: each ``demo/order_placed`` event starts one run, which waits up to a day for
+    the ``demo/order_paid`` event of the same ``order_id`` (one sent before it got there counts
+    too), ships, and announces ``demo/order_shipped``. A ``demo/order_cancelled`` event of that
+    order cancels it. Try it from the admin's Events page: send ``demo/order_placed`` with
+    ``{"order_id": "o-1", "items": ["tea"]}``, then ``demo/order_paid`` with ``{"order_id": "o-1"}``.
+    """
+    order = event["data"]
+    paid = ctx.wait_for_event("demo/order_paid", match="data.order_id", timeout="1d")
+    if paid is None:
+        return {"order_id": order.get("order_id"), "status": "unpaid"}
+    shipment = ctx.execute_activity(ship, order)
+    ctx.send_event("demo/order_shipped", {"order_id": order.get("order_id")})
+    return {"order_id": order.get("order_id"), "status": "shipped", "paid_at": paid.ts,
+            "shipment": shipment}
+

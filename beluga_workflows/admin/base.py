@@ -122,6 +122,7 @@ class WorkflowAdminBase(admin.ModelAdmin):
             **self.permissions(request),
             "changelist_url": self.url("changelist"),
             "human_tasks_url": self.url("human_tasks"),
+            "events_url": self.url("events"),
             **extra,
         }
 

@@ -125,6 +125,33 @@ class SignalForm(forms.Form):
         return name
 
 
+class SendEventForm(forms.Form):
+    """Send an event: a name, a JSON object as its data, an optional idempotency id."""
+
+    name = forms.CharField(label="Event name", max_length=255,
+                           widget=forms.TextInput(attrs={"class": "vTextField",
+                                                         "placeholder": "orders/placed"}))
+    data = JSONInputField(label="Data (JSON object)", what="event data",
+                          help_text="A JSON object; empty sends {}.")
+    event_id = forms.CharField(label="Id", max_length=255, required=False,
+                               widget=forms.TextInput(attrs={"class": "vTextField"}),
+                               help_text="Optional: an event already accepted under this id is "
+                                         "a duplicate and does nothing.")
+
+    def clean_data(self) -> dict:
+        """The data, a JSON object (empty: ``{}``).
+
+        Raises:
+            ValidationError: (``not_object``) it is a list, a string, a number...
+        """
+        data = self.cleaned_data["data"]
+        if data is None:
+            return {}
+        if not isinstance(data, dict):
+            raise ValidationError("Event data must be a JSON object.", code="not_object")
+        return data
+
+
 class QueryForm(forms.Form):
     """Ask a run a query: a built-in (status, result, history) or one of its query handlers."""
 

@@ -6,20 +6,21 @@ from typing import Any
 
 from django.urls import URLPattern, path
 
+from .events import EventPages
 from .human_tasks import HumanTaskPages
 from .workflows import WorkflowPages
 
 __all__ = ["WorkflowStateAdmin"]
 
 
-class WorkflowStateAdmin(WorkflowPages, HumanTaskPages):
+class WorkflowStateAdmin(WorkflowPages, HumanTaskPages, EventPages):
     """Workflow runs, read from the configured store (see ``beluga_workflows.admin``).
 
-    Both page classes stand on ``WorkflowAdminBase``; this class only routes their views.
+    The page classes stand on ``WorkflowAdminBase``; this class only routes their views.
     """
 
     def get_urls(self) -> list[URLPattern]:
-        """The admin's own URLs for this model: list, start, human tasks, and per run (by a
+        """The admin's own URLs for this model: list, start, human tasks, events, and per run (by a
         quoted id that may hold ``/``) its page, signal, cancel and answer forms.
         """
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
@@ -32,6 +33,7 @@ class WorkflowStateAdmin(WorkflowPages, HumanTaskPages):
             route("", self.changelist_view, "changelist"),
             route("start/", self.add_view, "add"),
             route("human-tasks/", self.human_tasks_view, "human_tasks"),
+            route("events/", self.events_view, "events"),
             route("<path:object_id>/change/", self.change_view, "change"),
             route("<path:object_id>/signal/", self.signal_view, "signal"),
             route("<path:object_id>/cancel/", self.cancel_view, "cancel"),

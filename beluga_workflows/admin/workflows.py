@@ -28,7 +28,7 @@ from ..engine.errors import (
     WorkflowNotRunningError,
 )
 from ..engine.executor import BUILTIN_QUERIES
-from ..engine.registry import registered_workflows
+from ..engine.registry import get_workflow, registered_workflows
 from ..engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowState, WorkflowStatus
 from ..human import count_pending_human_tasks, human_task_of
 from .base import WorkflowAdminBase
@@ -251,7 +251,23 @@ class WorkflowPages(WorkflowAdminBase):
             traceback=error.get("traceback", ""), task=human_task_of(self.store, state),
             signal_url=self.url("signal", workflow_id), cancel_url=self.url("cancel", workflow_id),
             answer_url=self.url("answer", workflow_id), page_url=self.url("change", workflow_id),
+            trigger=self.trigger_of(state),
         )
+
+    def trigger_of(self, state: WorkflowState) -> dict[str, str] | None:
+        """The event that started ``state`` (``{"name", "id", "url"}``), for a run of a workflow
+        triggered by events whose input is such an event; ``None`` otherwise."""
+        try:
+            definition = get_workflow(state.workflow_type)
+        except WorkflowError:
+            return None
+        names = {trigger.event for trigger in definition.triggers}
+        data = state.input
+        if not (names and isinstance(data, dict) and data.get("name") in names
+                and isinstance(data.get("id"), str)):
+            return None
+        return {"name": data["name"], "id": data["id"],
+                "url": f"{self.url('events')}?{urlencode({'event': data['id']})}"}
 
     def signal_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
         """The signal form; a valid POST sends the signal, logs it and redirects to the run page.

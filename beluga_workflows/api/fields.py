@@ -21,6 +21,8 @@ from ..engine.types import MAX_DURATION_SECONDS
 from ..human import HUMAN_DECISIONS
 
 __all__ = [
+    "EVENT_TEXT_PATTERN",
+    "JSONObjectField",
     "MAX_TIMEOUT_SECONDS",
     "SIGNAL_NAME_PATTERN",
     "WORKFLOW_ID_PATTERN",
@@ -45,6 +47,9 @@ _INNER, _EDGE, _EDGE_NO_DOT = f"[^{_CONTROL}]", f"[^{_SPACE}{_CONTROL}]", f"[^{_
 WORKFLOW_ID_PATTERN = (
     rf"^(?:{_EDGE_NO_DOT}|{_EDGE_NO_DOT}{_EDGE}|\.{_EDGE_NO_DOT}|{_EDGE}{_INNER}+{_EDGE})$"
 )
+# An event's name or id (events.validate_event_name): no control characters, no surrounding
+# whitespace ("." allowed, unlike workflow ids).
+EVENT_TEXT_PATTERN = rf"^(?:{_EDGE}|{_EDGE}{_INNER}*{_EDGE})$"
 # A signal name: not only whitespace, and no NUL (which text columns cannot hold).
 SIGNAL_NAME_PATTERN = rf"^[^\x00]*[^\x00{_SPACE}\t\n\x0b\x0c\r\x1c-\x1f][^\x00]*$"
 # Longest workflow timeout the API takes (the engine's 100 years): later deadlines cannot be
@@ -199,6 +204,21 @@ class AnyJSONField(serializers.JSONField):
     def __init__(self, **kwargs: Any) -> None:
         kwargs.setdefault("allow_null", True)
         super().__init__(**kwargs)
+
+
+@extend_schema_field({"type": "object", "additionalProperties": True})
+class JSONObjectField(AnyJSONField):
+    """A JSON object (``null`` allowed when the field allows it)."""
+
+    def to_internal_value(self, data: Any) -> Any:
+        """The object as given.
+
+        Raises:
+            ValidationError: the value is a list, a string, a number or a boolean.
+        """
+        if not isinstance(data, dict):
+            raise serializers.ValidationError("must be a JSON object")
+        return super().to_internal_value(data)
 
 
 class ErrorInfoSerializer(serializers.Serializer):

@@ -3,7 +3,8 @@
 Workflow ids are captured with a ``path`` converter, so ids containing ``/`` work: each route
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
 (``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
-tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``.
+tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; events are
+sent and listed at ``events/``, and ``events/{id}/`` tells what one did.
 
 The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
 """
@@ -12,7 +13,7 @@ from django.urls import path, register_converter
 from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import views
+from . import events, views
 
 
 class WorkflowIdConverter(PathConverter):
@@ -38,6 +39,9 @@ urlpatterns = [
     path(f"{ID}/human-task/", views.WorkflowHumanTaskView.as_view(), name="workflow-human-task"),
     path(f"{ID}/", views.WorkflowDetailView.as_view(), name="workflow-detail"),
     path("human-tasks/", views.HumanTaskListView.as_view(), name="human-task-list"),
+    path("events/", events.EventListView.as_view(), name="event-list"),
+    path("events/<beluga_workflow_id:event_id>/", events.EventDetailView.as_view(),
+         name="event-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
 ]

@@ -1,38 +1,49 @@
 """``WorkflowContext``: what workflow code may call, replaying recorded outcomes and recording new ones.
 
 Every call that does work (``execute_activity``, ``receive_signal``, ``sleep``, ``now``,
-``side_effect``) takes the next operation number. If the run's history already holds that
-operation's outcome, the call returns it without doing the work again (replay); otherwise it does
-the work and durably appends its events before returning (one checkpoint per step). A recorded
-operation of another kind or name at that position raises ``NonDeterminismError``.
+``side_effect``, ``wait_for_event``, ``send_event``) takes the next operation number. If the run's
+history already holds that operation's outcome, the call returns it without doing the work again
+(replay); otherwise it does the work and durably appends its events before returning (one
+checkpoint per step). A recorded operation of another kind or name at that position raises
+``NonDeterminismError``.
 
 A wait that cannot finish now suspends the run by raising an internal ``BaseException``; the runner
 catches it, releases the lease and records what the run waits for. ``finally`` blocks in workflow
 code therefore also run on suspension: keep side effects out of them.
 
 The context never sees the runner: it talks to the activation running it through one small port,
-``ActivationPort`` (the history, the inbox, the clock, the hooks, cancel and deadline, waiting),
-as Temporal's workflow module talks to its ``_Runtime``. The runner's ``Activation`` implements it;
-anything else that does may drive a context (a replayer, a test double).
+``ActivationPort`` (``port.py``: the history, the inbox, the clock, the hooks, cancel and deadline,
+waiting, events), as Temporal's workflow module talks to its ``_Runtime``. The runner's
+``Activation`` implements it; anything else that does may drive a context (a replayer, a test
+double).
 """
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any
 
 from ._control import Suspend
 from .errors import (
     ActivityError,
     InvalidInputError,
-    NonDeterminismError,
+    RetryAfterError,
     SignalTimeoutError,
     WorkflowCanceledError,
     describe_exception,
 )
+from .events import (
+    Event,
+    EventWait,
+    SendResult,
+    compile_where,
+    match_pairs,
+    validate_event,
+    validate_event_name,
+)
+from .port import ActivationPort, Limits, RunInfo
 from .registry import ActivityDefinition, activity_definition
 from .replay import OPERATION_KIND, diverged_error
 from .retry import RetryPolicy
@@ -52,120 +63,6 @@ __all__ = [
 # A HumanActivity's request id (and the name of the signal answering it) is this prefix + its step.
 HUMAN_SIGNAL_PREFIX = "human:"
 HUMAN_WAIT_KIND = "human"
-
-
-@dataclass(frozen=True, slots=True)
-class RunInfo:
-    """Who the run is; fixed for an activation."""
-
-    workflow_id: str
-    run_id: str
-    workflow_type: str
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """What the run's values may be: the largest encoded payload, and the activities' default retry."""
-
-    max_payload: int | None
-    default_retry: RetryPolicy
-
-
-class ActivationPort(Protocol):
-    """What a ``WorkflowContext`` needs from the activation running it, and nothing more.
-
-    Operations are numbered by the context (1, 2, 3... in call order); the port keeps the history
-    by that number and writes through the store. The runner's ``Activation`` implements it.
-    """
-
-    # -- who and how much ------------------------------------------------------------------------
-
-    @property
-    def info(self) -> RunInfo:
-        """The run's identity."""
-        ...
-
-    @property
-    def limits(self) -> Limits:
-        """The run's limits."""
-        ...
-
-    # -- the history -----------------------------------------------------------------------------
-
-    def recorded(self, op: int) -> list[HistoryEvent] | None:
-        """The events the history holds for operation ``op``, in order (empty or ``None``: none)."""
-        ...
-
-    def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None) -> None:
-        """Durably append ``events`` (numbered by the port) as operation ``op`` before returning.
-
-        ``consume``: a signal from ``next_signal``, taken off the inbox in the same store write,
-        so it is consumed exactly once.
-
-        Raises:
-            BaseException: the activation's control flow (lease lost, store down): let it pass.
-        """
-        ...
-
-    def next_signal(self, name: str) -> Signal | None:
-        """The oldest signal ``name`` in the run's inbox not consumed yet, or ``None``."""
-        ...
-
-    # -- going live ------------------------------------------------------------------------------
-
-    def go_live(self, op: int) -> None:
-        """Operation ``op`` is past the history and about to do new work: allow it, or stop it.
-
-        Raises:
-            WorkflowCanceledError: a cancel was requested; it is now recorded at ``op``.
-            BaseException: a read-only replay reached the present, or the run passed its deadline.
-        """
-        ...
-
-    def cancel_requested_at(self, op: int) -> bool:
-        """Whether a cancel was requested as the run stood at operation ``op`` (replay-safe)."""
-        ...
-
-    def now(self) -> datetime:
-        """The current time (aware), from the activation's clock."""
-        ...
-
-    def fire(self, hook: str, *args: Any) -> None:
-        """Fire lifecycle hook ``hook`` (a ``Hooks`` field name); what the hook raises is logged."""
-        ...
-
-    # -- stopping --------------------------------------------------------------------------------
-
-    def wait(self, op: int, until: datetime, kind: str, name: str) -> None:
-        """Return once ``until`` has passed (operation ``op`` waits, of ``kind``, for ``name``).
-
-        The port goes live first (``go_live``); it may wait in place (a short retry backoff) or
-        suspend the run.
-
-        Raises:
-            Suspend: the run suspends until ``until``.
-        """
-        ...
-
-    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
-        """Remember that the run must stop with ``stop`` and return it, for the caller to raise.
-
-        The runner acts on it even if workflow code swallows it; a divergence outlives any later
-        suspension (the run fails).
-        """
-        ...
-
-    @property
-    def interrupted(self) -> BaseException | None:
-        """The stop ``interrupt`` remembered in this pass, if any: every later operation raises it
-        again, so workflow code that swallows a stop goes no further."""
-        ...
-
-    # -- queries ---------------------------------------------------------------------------------
-
-    def add_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
-        """Answer query ``name`` with ``fn()`` (a later handler of that name replaces it)."""
-        ...
 
 
 class WorkflowContext:
@@ -326,6 +223,92 @@ class WorkflowContext:
             raise InvalidInputError("side_effect needs a zero-argument callable")
         return self._marker("side_effect", fn)
 
+    def wait_for_event(self, name: str, *, match: str | dict[str, Any] | None = None,
+                       where: str | None = None, timeout: timedelta | float | str | None = None,
+                       lookback: timedelta | float | str | None = None) -> Event | None:
+        """The first event ``name`` that matches and this run has not consumed yet; waits durably.
+
+        Events received since the run started (or, with ``lookback``, since that long before the
+        wait began) count: one sent just before the run reached the wait is not missed.
+        ``lookback=0`` counts only events received after the wait began (Inngest's behaviour).
+        ``match``: a dotted path whose value must equal the run's input's (its trigger event's)
+        at that path, or a dict of path -> value. ``where``: an expression over ``event`` (the
+        candidate) and ``input``. The event consumed is recorded: a replay returns it again.
+
+        Returns:
+            The event, or ``None`` once ``timeout`` passed without one.
+
+        Raises:
+            InvalidInputError: a bad name, match, expression or duration, or a ``match`` path the
+                run's input lacks.
+            StoreError: the store keeps no events.
+        """
+        name = validate_event_name(name)
+        timeout_s = to_seconds(timeout, "event wait timeout")
+        lookback_s = to_seconds(lookback, "event wait lookback")
+        compile_where(where, "wait_for_event where")
+        pairs = match_pairs(match, self._info.input, "wait_for_event match")
+        if pairs is None:
+            raise InvalidInputError(f"wait_for_event match path {match!r} is not in the run's "
+                                    f"input", workflow_id=self._info.workflow_id)
+        events = self._begin("event", name)
+        last = events[-1] if events else None
+        if last is not None and last.type is EventType.EVENT_RECEIVED:
+            return Event.from_dict(last.result)
+        if last is not None and last.type is EventType.EVENT_TIMED_OUT:
+            return None
+        a, op = self._a, self._op
+        a.go_live(op)
+        if events:  # the wait was recorded by an earlier activation, with its anchor and timeout
+            anchor, fire_at = datetime.fromisoformat(events[0].input["anchor"]), events[0].fire_at
+        else:
+            now = a.now()
+            anchor = (self._info.started_at or now) if lookback_s is None else (
+                now - timedelta(seconds=lookback_s))
+            fire_at = now + timedelta(seconds=timeout_s) if timeout_s is not None else None
+        wait = EventWait(self._info.workflow_id, self._info.run_id, op, name, pairs, where or "",
+                         anchor)
+        if not events:
+            # The wait is stored in the write that records it, before the run looks for events:
+            # a sender that commits later finds it (see fanout.py).
+            a.record(op, [self._event(EventType.EVENT_WAIT_STARTED, signal_name=name,
+                                      input=_wait_record(wait, lookback_s), duration=timeout_s,
+                                      fire_at=fire_at)], add_wait=wait)
+        found = a.find_event(wait)
+        if found is not None:
+            received = found.to_dict()
+            a.record(op, [self._event(EventType.EVENT_RECEIVED, signal_name=name, result=received)],
+                     drop_wait=True)
+            return Event.from_dict(received)
+        if fire_at is not None and fire_at <= a.now():
+            a.record(op, [self._event(EventType.EVENT_TIMED_OUT, signal_name=name)], drop_wait=True)
+            return None
+        raise a.interrupt(Suspend("event", wait.describe(), fire_at))
+
+    def send_event(self, name: str, data: dict | None = None, *, id: str | None = None
+                   ) -> SendResult:
+        """Send an event from the workflow, as a recorded step: a replay never sends it again.
+
+        Its id defaults to ``"<run id>:<operation>"``, so a run that dies after sending it and
+        before recording it sends the same id again, which the store takes as a duplicate.
+
+        Raises:
+            InvalidInputError: a bad name, id or data.
+            StoreError: the store keeps no events.
+        """
+        probe = validate_event(Event(name, data, id or "pending", self._info.started_at),
+                               max_bytes=self._limits.max_payload)
+        events = self._begin("send_event", probe.name)
+        if events:
+            return SendResult.from_dict(events[-1].result)
+        a, op = self._a, self._op
+        a.go_live(op)
+        event = Event(probe.name, probe.data, id or f"{self._info.run_id}:{op}", a.now())
+        result = a.send_event(event)
+        a.record(op, [self._event(EventType.EVENT_SENT, signal_name=event.name,
+                                  input=event.to_dict(), result=result.to_dict())])
+        return result
+
     def set_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
         """Answer ``executor.query(id, name)`` with ``fn()`` evaluated on the workflow's state.
 
@@ -378,7 +361,12 @@ class WorkflowContext:
         ended = a.now()
         final = (attempt >= policy.max_attempts or not policy.is_retryable(exc)
                  or isinstance(exc, InvalidInputError))
-        delay = None if final else policy.interval(attempt)
+        if final:
+            delay = None
+        elif isinstance(exc, RetryAfterError):  # the activity says when: no backoff, no jitter
+            delay = exc.delay
+        else:
+            delay = policy.interval(attempt)
         retry_at = None if final else ended + timedelta(seconds=delay)
         failed = self._event(EventType.ACTIVITY_FAILED, activity_name=name, attempt=attempt,
                              error=describe_exception(exc), timestamp=ended,
@@ -474,6 +462,12 @@ class WorkflowContext:
         if any(e.type is EventType.CANCEL_REQUESTED for e in events):
             raise WorkflowCanceledError("workflow cancel requested", workflow_id=self._info.workflow_id)
         return events
+
+
+def _wait_record(wait: EventWait, lookback: float | None) -> dict[str, Any]:
+    """What an ``event_wait_started`` event records of ``wait`` (its ``input``)."""
+    return {"match": [list(pair) for pair in wait.match], "where": wait.where or None,
+            "anchor": wait.anchor.isoformat(), "lookback": lookback, "waits_for": wait.describe()}
 
 
 def operations_taken(ctx: WorkflowContext) -> int:

@@ -12,7 +12,9 @@ caller cares about, not by where they are raised::
     ├── WorkflowCanceledError          canceled      (inside the workflow, and from handle.result())
     ├── WorkflowTimeoutError           timeout       (handle.result() of a timed-out run)
     ├── ActivityError                  activity_failed (an activity failed for good)
-    ├── NonRetryableError              non_retryable (raise it in an activity to stop retrying)
+    ├── NonRetryableError              non_retryable (raise it in an activity to stop retrying;
+    │                                                 alias NonRetriableError, Inngest's spelling)
+    ├── RetryAfterError                retry_after   (raise it in an activity: retry after a delay)
     ├── NonDeterminismError            non_determinism (replay diverged from the history)
     ├── SignalTimeoutError             timeout       (receive_signal(timeout=...) ran out)
     └── StoreError                     provider_unavailable
@@ -28,7 +30,9 @@ __all__ = [
     "ConflictError",
     "InvalidInputError",
     "NonDeterminismError",
+    "NonRetriableError",
     "NonRetryableError",
+    "RetryAfterError",
     "SignalTimeoutError",
     "StoreError",
     "WorkflowAlreadyExistsError",
@@ -142,6 +146,39 @@ class NonRetryableError(WorkflowError):
     """Raise this from an activity to fail it at once, without further attempts."""
 
     code = "non_retryable"
+
+
+# Inngest's spelling of the same class.
+NonRetriableError = NonRetryableError
+
+
+class RetryAfterError(WorkflowError):
+    """Raise this from an activity to have it retried after ``delay``, whatever the backoff says.
+
+    The failed attempt counts as one (a policy's ``max_attempts`` still ends the retries); the
+    next attempt is due ``delay`` after it failed, without jitter.
+
+    Args:
+        delay: a duration (``timedelta``, seconds, or a string such as ``"30s"``).
+        message: what went wrong (recorded as the attempt's error).
+
+    Attributes:
+        delay: the delay in seconds.
+
+    Raises:
+        InvalidInputError: ``delay`` is not a duration.
+    """
+
+    code = "retry_after"
+
+    def __init__(self, delay: Any, message: str = "", *, workflow_id: str | None = None):
+        from .types import to_seconds  # types imports this module
+
+        seconds = to_seconds(delay, "RetryAfterError delay")
+        if seconds is None:
+            raise InvalidInputError("RetryAfterError needs a delay")
+        super().__init__(message or f"retry after {seconds:g} s", workflow_id=workflow_id)
+        self.delay = seconds
 
 
 class NonDeterminismError(WorkflowError):

@@ -1,8 +1,9 @@
 """Starting and steering workflows: the executor and its handles.
 
-``WorkflowExecutor`` holds every operation on runs (execute, signal, cancel, query, recover) once;
-runtimes subclass it only to say how a run is scheduled onto a worker (threads in this process,
-Celery tasks). The admin, the REST API and the management commands all go through it.
+``WorkflowExecutor`` holds every operation on runs (execute, signal, cancel, query, recover) and
+on events (send_event, and the fan-out the runtime runs) once; runtimes subclass it only to say
+how a run, or an event's fan-out, is scheduled onto a worker (threads in this process, Celery
+tasks). The admin, the REST API and the management commands all go through it.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from .errors import (
     WorkflowNotFoundError,
     WorkflowTimeoutError,
 )
+from .events import Event, SendResult, validate_event
+from .fanout import cancel_waits, fan_out, plan_triggers
 from .hooks import Hooks, compose_hooks
 from .registry import get_workflow, workflow_name
 from .retry import RetryPolicy
@@ -184,6 +187,10 @@ class WorkflowExecutor:
         lease_seconds: how long a worker's claim on a run lasts without renewal.
         in_place_wait: retry backoffs up to this many seconds are waited in place.
         max_payload_bytes: the largest encoded input, result or payload accepted.
+        default_retry: the activities' retry policy when neither the call nor ``@activity``
+            gives one.
+        fan_out_grace: the sweep fans out again events not fanned out this many seconds after
+            they were received (their fan-out died, or its message was lost).
     """
 
     name = "base"
@@ -198,6 +205,7 @@ class WorkflowExecutor:
         in_place_wait: float = 1.0,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         default_retry: RetryPolicy | None = None,
+        fan_out_grace: timedelta | float | str = 30.0,
     ) -> None:
         self._store = store
         self.hooks = hooks or Hooks()
@@ -206,6 +214,7 @@ class WorkflowExecutor:
         self.in_place_wait = float(in_place_wait)
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = default_retry or RetryPolicy()
+        self.fan_out_grace = to_seconds(fan_out_grace, "fan_out_grace")
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -227,7 +236,7 @@ class WorkflowExecutor:
         return RunnerConfig(
             store=self.store, clock=self.clock, hooks=self.hooks, lease_seconds=self.lease_seconds,
             in_place_wait=self.in_place_wait, max_payload=self.max_payload_bytes,
-            default_retry=self.default_retry,
+            default_retry=self.default_retry, send_event=self.send_event,
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -242,7 +251,7 @@ class WorkflowExecutor:
         """
         options = _options(options)
         type_name = workflow_name(workflow)
-        get_workflow(type_name)
+        definition = get_workflow(type_name)
         workflow_id = (validate_workflow_id(options.id) if options.id is not None
                        else f"wf-{uuid.uuid4()}")
         data = to_json_value(options.input, "workflow input", max_bytes=self.max_payload_bytes)
@@ -252,23 +261,33 @@ class WorkflowExecutor:
         if options.queue is not None and (not isinstance(options.queue, str) or not options.queue):
             raise InvalidInputError("queue must be a non-empty string")
 
+        state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue)
+        waits = cancel_waits(definition, state) if definition.cancel_on else ()
+        if waits:  # the run is findable by the events that cancel it from its first write on
+            self._event_store("cancel_on").create_with_waits(state, waits)
+        else:
+            self.store.create(state)
+        self.schedule_start(workflow_id, queue=options.queue or "")
+        return WorkflowHandle(self, workflow_id, state.run_id)
+
+    def new_state(self, workflow_type: str, workflow_id: str, input: Any, *,
+                  timeout: float | None = None, queue: str | None = None) -> WorkflowState:
+        """A new run of ``workflow_type`` as ``execute`` stores it (due now, ``workflow_started``
+        recorded); ``input`` is taken as it is (already JSON)."""
         now = self.clock.now()
-        state = WorkflowState(
+        return WorkflowState(
             workflow_id=workflow_id,
             run_id=uuid.uuid4().hex,
-            workflow_type=type_name,
-            input=data,
+            workflow_type=workflow_type,
+            input=input,
             created_at=now,
             updated_at=now,
             deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
-            queue=options.queue,
+            queue=queue,
             wake_at=now,
             history=[HistoryEvent(id=1, type=EventType.WORKFLOW_STARTED, timestamp=now,
-                                  activity_name=type_name, input=data)],
+                                  activity_name=workflow_type, input=input)],
         )
-        self.store.create(state)
-        self.schedule_start(workflow_id, queue=options.queue or "")
-        return WorkflowHandle(self, workflow_id, state.run_id)
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
         """A handle on the latest run of ``workflow_id``.
@@ -317,6 +336,61 @@ class WorkflowExecutor:
         state = self.store.request_cancel(workflow_id, self.clock.now())
         self.schedule(workflow_id, queue=state.queue or "")
 
+    # -- events ---------------------------------------------------------------------------------
+
+    def send_event(self, event: Event) -> SendResult:
+        """Accept ``event``: store it, then have the runtime fan it out (``schedule_fan_out``).
+
+        Inside ``transaction.atomic()`` on the django store the event is stored in the caller's
+        transaction and fanned out once it commits (a rollback leaves nothing). The runs its
+        triggers start are decided here (ids ``"<workflow type>:<event id>"``, see
+        ``events.trigger_workflow_id``) and listed in ``SendResult.started`` at once; ``woken``
+        and ``canceled`` only when the fan-out ran before this returned (the time-skipping test
+        environment), else the event's ``EventRecord.outcome`` tells them later.
+
+        Raises:
+            InvalidInputError: a bad name, id, data or ts (nothing is stored).
+            StoreError: the store keeps no events (the document stores), or it failed.
+        """
+        event = validate_event(event, now=self.clock.now(), max_bytes=self.max_payload_bytes)
+        store = self._event_store("send_event")
+        planned, skipped = plan_triggers(event)
+        if not store.add_event(event, self.clock.now(), triggers=planned, skipped=skipped):
+            return SendResult(event.id, True)
+        outcome = self.schedule_fan_out(event.id) or {}
+        return SendResult(event.id, False, tuple(p["workflow_id"] for p in planned),
+                          tuple(outcome.get("woken", ())), tuple(outcome.get("canceled", ())))
+
+    def fan_out(self, event_id: str) -> dict[str, list] | None:
+        """Do event ``event_id``'s fan-out in this thread now (what a worker does when it is
+        scheduled): see ``engine.fanout``. Returns what it did, or ``None`` when it could not."""
+        return fan_out(self, event_id)
+
+    def schedule_fan_out(self, event_id: str) -> dict[str, list] | None:
+        """Arrange for ``fan_out(event_id)`` to run (after the current transaction commits).
+
+        The default runs it in the calling thread and returns its outcome; a runtime with
+        workers sends it to one and returns ``None``.
+        """
+        return self.fan_out(event_id)
+
+    def finish_fan_outs(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """Schedule the fan-out of events received ``fan_out_grace`` seconds ago or more and not
+        fanned out yet (the outbox); returns their ids (none on a store without events)."""
+        if not self.store.supports_events:
+            return []
+        older_than = (now or self.clock.now()) - timedelta(seconds=self.fan_out_grace)
+        pending = self.store.unfanned_events(older_than, limit)
+        for event_id in pending:
+            self.schedule_fan_out(event_id)
+        return pending
+
+    def _event_store(self, operation: str) -> WorkflowStore:
+        store = self.store
+        if not store.supports_events:
+            raise store.events_unsupported(operation)
+        return store
+
     def query(self, workflow_id: str, query_type: str) -> Any:
         """Answer a query: built-ins ``status``, ``result``, ``history``; others go to the workflow.
 
@@ -337,10 +411,13 @@ class WorkflowExecutor:
         return query_workflow(self.runner_config(), state, query_type)
 
     def recover(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
-        """Schedule every run that is due: timers passed, wake-ups lost, or worker died (lease expired)."""
-        due = self.store.due(now or self.clock.now(), limit)
+        """Schedule every run that is due (timers passed, wake-ups lost, or worker died: lease
+        expired) and finish the fan-outs that died (``finish_fan_outs``); returns the run ids."""
+        now = now or self.clock.now()
+        due = self.store.due(now, limit)
         for workflow_id in due:
             self.schedule(workflow_id)
+        self.finish_fan_outs(now, limit)
         return due
 
     def sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:

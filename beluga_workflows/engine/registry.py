@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import inspect
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar, overload
 
 from .errors import InvalidInputError
+from .events import CancelOn, Trigger
 from .retry import RetryPolicy
 from .types import to_seconds
 
@@ -25,6 +26,7 @@ __all__ = [
     "activity_definition",
     "get_workflow",
     "registered_workflows",
+    "triggered_by",
     "workflow",
     "workflow_name",
 ]
@@ -33,15 +35,20 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 _lock = threading.Lock()
 _workflows: dict[str, WorkflowDefinition] = {}
+# Event name -> the workflows it triggers (by name), in registration order.
+_triggered: dict[str, list[str]] = {}
 
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
-    """A registered workflow function."""
+    """A registered workflow function, with the events that start it (``triggers``) and those
+    that cancel its runs (``cancel_on``)."""
 
     name: str
     fn: Callable[..., Any]
     takes_input: bool
+    triggers: tuple[Trigger, ...] = ()
+    cancel_on: tuple[CancelOn, ...] = ()
 
     def __call__(self, ctx: Any, input: Any) -> Any:
         return self.fn(ctx, input) if self.takes_input else self.fn(ctx)
@@ -94,19 +101,33 @@ def _check_name(name: Any, what: str) -> str:
 @overload
 def workflow(fn: F) -> F: ...
 @overload
-def workflow(*, name: str | None = None) -> Callable[[F], F]: ...
+def workflow(*, name: str | None = None, on_event: Any = None,
+             cancel_on: Any = None) -> Callable[[F], F]: ...
 
 
-def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
+def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = None,
+             cancel_on: Any = None) -> Any:
     """Register a workflow function ``fn(ctx, input)`` (or ``fn(ctx)``) under a stable name.
 
     The default name is ``"<module>.<qualname>"``. The function is returned unchanged. Registering
     a different function under a name already taken raises ``InvalidInputError``.
+
+    Args:
+        on_event: an event name, a ``Trigger``, or a list of them: each accepted event of such a
+            name starts one run, with the event's ``to_dict()`` as its input.
+        cancel_on: a ``CancelOn`` or a list of them: a matching event accepted while a run is
+            open cancels it.
+
+    Raises:
+        InvalidInputError: a bad name, trigger or ``CancelOn`` (at decoration time).
     """
+    triggers = _triggers(on_event)
+    cancels = _cancels(cancel_on)
 
     def register(func: F) -> F:
         wf_name = _check_name(name or _default_name(func), "workflow")
-        definition = WorkflowDefinition(wf_name, func, _positional_count(func) >= 2)
+        definition = WorkflowDefinition(wf_name, func, _positional_count(func) >= 2, triggers,
+                                        cancels)
         with _lock:
             existing = _workflows.get(wf_name)
             if existing is not None and not _same_function(existing.fn, func):
@@ -114,11 +135,56 @@ def workflow(fn: F | None = None, *, name: str | None = None) -> Any:
                     f"workflow name {wf_name!r} is already registered to "
                     f"{_default_name(existing.fn)}"
                 )
+            if existing is not None:
+                _untrigger(existing)
             _workflows[wf_name] = definition
+            for event_name in dict.fromkeys(t.event for t in triggers):
+                _triggered.setdefault(event_name, []).append(wf_name)
         func.__beluga_workflow__ = definition  # type: ignore[attr-defined]
         return func
 
     return register(fn) if fn is not None else register
+
+
+def _triggers(on_event: Any) -> tuple[Trigger, ...]:
+    if on_event is None:
+        return ()
+    items = [on_event] if isinstance(on_event, (str, Trigger)) else on_event
+    if not isinstance(items, Iterable):
+        raise InvalidInputError("on_event must be an event name, a Trigger or a list of them")
+    triggers = []
+    for item in items:
+        if isinstance(item, str):
+            item = Trigger(item)
+        if not isinstance(item, Trigger):
+            raise InvalidInputError(
+                f"on_event takes event names and Trigger objects, not {type(item).__name__}")
+        triggers.append(item)
+    return tuple(triggers)
+
+
+def _cancels(cancel_on: Any) -> tuple[CancelOn, ...]:
+    if cancel_on is None:
+        return ()
+    items = [cancel_on] if isinstance(cancel_on, CancelOn) else cancel_on
+    if isinstance(items, str) or not isinstance(items, Iterable) or not all(
+            isinstance(item, CancelOn) for item in items):
+        raise InvalidInputError("cancel_on must be a CancelOn or a list of CancelOn objects")
+    return tuple(items)
+
+
+def _untrigger(definition: WorkflowDefinition) -> None:
+    """Forget the triggers of ``definition`` (being registered again), under the lock."""
+    for trigger in definition.triggers:
+        names = _triggered.get(trigger.event, [])
+        if definition.name in names:
+            names.remove(definition.name)
+
+
+def triggered_by(event_name: str) -> list[WorkflowDefinition]:
+    """The workflows that an event named ``event_name`` starts, in registration order."""
+    with _lock:
+        return [_workflows[name] for name in _triggered.get(event_name, ())]
 
 
 def _same_function(a: Callable[..., Any], b: Callable[..., Any]) -> bool:

@@ -28,6 +28,10 @@ OPERATION_KIND = {
     EventType.TIMER_FIRED: "timer",
     EventType.SIDE_EFFECT_RECORDED: "marker",
     EventType.CANCEL_REQUESTED: "cancel",
+    EventType.EVENT_WAIT_STARTED: "event",
+    EventType.EVENT_RECEIVED: "event",
+    EventType.EVENT_TIMED_OUT: "event",
+    EventType.EVENT_SENT: "send_event",
 }
 
 

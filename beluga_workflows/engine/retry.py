@@ -29,9 +29,9 @@ class RetryPolicy:
     """
 
     max_attempts: int = 3
-    initial_interval: float | timedelta = _DEFAULT_INITIAL
+    initial_interval: float | timedelta | str = _DEFAULT_INITIAL
     backoff_coefficient: float = _DEFAULT_BACKOFF
-    max_interval: float | timedelta = _DEFAULT_MAX_INTERVAL
+    max_interval: float | timedelta | str = _DEFAULT_MAX_INTERVAL
     non_retryable_errors: tuple = ()
 
     def __post_init__(self) -> None:
@@ -70,7 +70,9 @@ class RetryPolicy:
         return not _matches(exc, self.non_retryable_errors)
 
 
-def _negative(value: float | timedelta) -> bool:
+def _negative(value: float | timedelta | str) -> bool:
+    if isinstance(value, str):
+        return False  # a duration string has no sign; to_seconds parses it (or refuses it)
     seconds = value.total_seconds() if isinstance(value, timedelta) else value
     return seconds <= 0
 

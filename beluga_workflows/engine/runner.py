@@ -28,11 +28,13 @@ from .errors import (
     ConflictError,
     InvalidInputError,
     NonDeterminismError,
+    StoreError,
     WorkflowCanceledError,
     WorkflowError,
     WorkflowTimeoutError,
     describe_exception,
 )
+from .events import Event, EventWait, SendResult
 from .hooks import Hooks
 from .lease import lease_keeper
 from .registry import WorkflowDefinition, get_workflow
@@ -50,6 +52,8 @@ logger = logging.getLogger("beluga_workflows.runner")
 
 # How long to wait before a worker that does not know a run's workflow type lets another try.
 UNKNOWN_TYPE_RETRY = timedelta(seconds=30)
+# How many events ``find_event`` reads from the store at a time.
+_EVENT_PAGE = 100
 
 _END_EVENT = {
     WorkflowStatus.COMPLETED: EventType.WORKFLOW_COMPLETED,
@@ -71,6 +75,8 @@ class RunnerConfig:
     in_place_wait: float = 1.0
     max_payload: int | None = DEFAULT_MAX_PAYLOAD_BYTES
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # How ``ctx.send_event`` sends (the executor's ``send_event``); ``None``: it cannot.
+    send_event: Callable[[Event], SendResult] | None = None
 
 
 @dataclass
@@ -121,7 +127,8 @@ class Activation:
         self.lease_seconds = config.lease_seconds
         self._lease = timedelta(seconds=config.lease_seconds)
         self.in_place_wait = config.in_place_wait
-        self.info = RunInfo(state.workflow_id, state.run_id, state.workflow_type)
+        self.info = RunInfo(state.workflow_id, state.run_id, state.workflow_type, state.created_at,
+                            state.input)
         self.limits = Limits(config.max_payload, config.default_retry)
         self.ops, self.cancel_op = index_by_op(state.history)
         self.last_op = max(self.ops, default=0)
@@ -132,6 +139,9 @@ class Activation:
         self.signals: list[Signal] = list(state.signals)
         self.query_handlers: dict[str, Callable[[], Any]] = {}
         self.interrupted: BaseException | None = None
+        # The workflow's cancel_on makes the store keep event waits for the run (see _end()).
+        self.cancels_on_events = False
+        self._consumed_events: set[str] | None = None
         self.lease_until = state.lease_expires_at
         # The port's now(), fire() and recorded() are the clock's, the hooks' and the index's own
         # bound methods: going through the port costs the hot path no extra call.
@@ -139,18 +149,38 @@ class Activation:
         self.fire: Callable[..., None] = config.hooks.fire
         self.recorded: Callable[[int], list[HistoryEvent] | None] = self.ops.get
 
-    # -- the ActivationPort (see context.py) ------------------------------------------------------
+    # -- the ActivationPort (see port.py) ---------------------------------------------------------
 
     def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None,
-               end: RunEnd | None = None) -> None:
-        """Durably append ``events`` (of operation ``op``; 0 with ``end``: the run's end)."""
+               end: RunEnd | None = None, add_wait: EventWait | None = None,
+               drop_wait: bool = False, drop_all_waits: bool = False) -> None:
+        """Durably append ``events`` (of operation ``op``; 0 with ``end``: the run's end).
+
+        ``add_wait`` / ``drop_wait`` (operation ``op``'s) / ``drop_all_waits`` change the run's
+        event waits in the same write.
+
+        Raises:
+            StoreError: event waits on a store that keeps no events.
+            LeaseLost / StoreDown: the write failed (``run_workflow`` reports it).
+        """
+        waits = add_wait is not None or drop_wait or drop_all_waits
+        if waits and not self.store.supports_events:
+            raise self.store.events_unsupported("wait_for_event / cancel_on")
         self._number(op, events)
         lease_until = self.now() + self._lease
+        wf_id, run_id = self.info.workflow_id, self.info.run_id
         try:
-            control = self.store.append(
-                self.info.workflow_id, self.info.run_id, self.owner, events, lease_until=lease_until,
-                consume_signal=None if consume is None else consume.id, end=end,
-            )
+            if not waits:
+                control = self.store.append(
+                    wf_id, run_id, self.owner, events, lease_until=lease_until,
+                    consume_signal=None if consume is None else consume.id, end=end,
+                )
+            else:
+                control = self.store.append_with_waits(
+                    wf_id, run_id, self.owner, events, lease_until=lease_until,
+                    add_waits=() if add_wait is None else (add_wait,),
+                    drop_waits=(op,) if drop_wait else (), end=end,
+                )
         except ConflictError:
             raise LeaseLost() from None
         except Exception as exc:
@@ -158,6 +188,44 @@ class Activation:
         self._recorded(op, events, control, lease_until)
         if consume is not None:
             self.signals.remove(consume)
+
+    def find_event(self, wait: EventWait) -> Event | None:
+        """The earliest event ``wait`` accepts that the history has not consumed, read page by
+        page from the store (oldest first)."""
+        if self._consumed_events is None:
+            self._consumed_events = {e.result["id"] for e in self.state.history
+                                     if e.type is EventType.EVENT_RECEIVED}
+        after = None
+        while True:
+            with _writing():
+                page = self.store.find_events(wait.name, since=wait.anchor, match=wait.match,
+                                              after=after, limit=_EVENT_PAGE)
+            for event, received_at in page:
+                if event.id not in self._consumed_events and wait.accepts(
+                        event, received_at, self.info.input):
+                    self._consumed_events.add(event.id)
+                    return event
+            if len(page) < _EVENT_PAGE:
+                return None
+            after = (page[-1][1], page[-1][0].id)
+
+    def send_event(self, event: Event) -> SendResult:
+        """Send through the executor this activation runs for (``RunnerConfig.send_event``).
+
+        Raises:
+            InvalidInputError: a bad event. StoreError: no events here.
+            StoreDown: the store failed.
+        """
+        if self.config.send_event is None:
+            raise StoreError("this runtime cannot send events")
+        try:
+            return self.config.send_event(event)
+        except WorkflowError as exc:
+            if isinstance(exc, InvalidInputError) or not self.store.supports_events:
+                raise
+            raise StoreDown() from exc
+        except Exception as exc:
+            raise StoreDown() from exc
 
     def next_signal(self, name: str) -> Signal | None:
         """The oldest signal ``name`` in the inbox as this activation last read it."""
@@ -233,6 +301,7 @@ class Activation:
             definition = get_workflow(self.info.workflow_type)
         except InvalidInputError:
             return self._leave_unknown_type()
+        self.cancels_on_events = bool(definition.cancel_on)
         if not self.ops and len(self.state.history) <= 1:
             self.fire("on_workflow_start", self.info.workflow_id, self.state.input)
         while True:
@@ -293,6 +362,16 @@ class Activation:
         status = WorkflowStatus.CANCELED if self.cancel_op is not None else WorkflowStatus.COMPLETED
         return self._end(status, result=result)
 
+    def _keeps_event_waits(self) -> bool:
+        """Whether the store may hold event waits of this run: its workflow's ``cancel_on``, or
+        a ``wait_for_event`` still open (one that ended dropped its wait in the same write)."""
+        if self.cancels_on_events:
+            return True
+        ended = (EventType.EVENT_RECEIVED, EventType.EVENT_TIMED_OUT)
+        return any(events[0].type is EventType.EVENT_WAIT_STARTED
+                   and not any(e.type in ended for e in events)
+                   for events in self.ops.values() if events)
+
     def _fail(self, exc: BaseException) -> ActivationResult:
         return self._end(WorkflowStatus.FAILED, error=describe_exception(exc), exc=exc)
 
@@ -301,7 +380,8 @@ class Activation:
         """Record the run's end, then fire its hook."""
         event = HistoryEvent(id=0, type=_END_EVENT[status], timestamp=self.now(), result=result,
                              error=error)
-        self.record(0, [event], end=RunEnd(status, result, error))
+        self.record(0, [event], end=RunEnd(status, result, error),
+                    drop_all_waits=self._keeps_event_waits())
         wf_id = self.info.workflow_id
         if status is WorkflowStatus.COMPLETED:
             self.fire("on_workflow_complete", wf_id, result)

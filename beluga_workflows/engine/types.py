@@ -7,11 +7,12 @@ accepted as ``timedelta`` or seconds and kept as float seconds.
 from __future__ import annotations
 
 import enum
-import math
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+# MAX_DURATION_SECONDS is re-exported: api.fields and the workflows_start command import it here.
+from .durations import MAX_DURATION_SECONDS, parse_duration  # noqa: F401
 from .errors import InvalidInputError
 
 __all__ = [
@@ -28,38 +29,21 @@ __all__ = [
 ]
 
 
-# Longer durations overflow datetime arithmetic; nothing sensible waits longer.
-MAX_DURATION_SECONDS = 100 * 365 * 24 * 3600.0
-
-
 def utcnow() -> datetime:
     """The current time, timezone-aware UTC."""
     return datetime.now(timezone.utc)
 
 
-def to_seconds(value: timedelta | int | float | None, what: str = "duration") -> float | None:
-    """Normalise a duration given as ``timedelta`` or seconds to float seconds.
+def to_seconds(value: timedelta | int | float | str | None, what: str = "duration"
+               ) -> float | None:
+    """Normalise a duration (``timedelta``, seconds or ``"30s"``) to float seconds.
+
+    The rules are ``durations.parse_duration``'s.
 
     Raises:
-        InvalidInputError: for anything else, a negative value or NaN/infinity.
+        InvalidInputError: for anything else, a bad string, a negative value or NaN/infinity.
     """
-    if value is None:
-        return None
-    if isinstance(value, timedelta):
-        seconds = value.total_seconds()
-    elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
-    else:
-        raise InvalidInputError(
-            f"{what} must be a timedelta or a number of seconds, not {type(value).__name__}"
-        )
-    if math.isnan(seconds) or math.isinf(seconds):
-        raise InvalidInputError(f"{what} must be a finite number of seconds")
-    if seconds < 0:
-        raise InvalidInputError(f"{what} must not be negative (got {seconds:g} s)")
-    if seconds > MAX_DURATION_SECONDS:
-        raise InvalidInputError(f"{what} must be at most 100 years (got {seconds:g} s)")
-    return seconds
+    return parse_duration(value, what)
 
 
 class WorkflowStatus(str, enum.Enum):
@@ -98,6 +82,12 @@ class EventType(str, enum.Enum):
     TIMER_FIRED = "timer_fired"
     SIDE_EFFECT_RECORDED = "side_effect_recorded"
     CANCEL_REQUESTED = "cancel_requested"
+    # ctx.wait_for_event: the wait (its match, where and anchor in ``input``), the event it
+    # consumed (``result``: the event's dict) or its timeout; ctx.send_event: the event sent.
+    EVENT_WAIT_STARTED = "event_wait_started"
+    EVENT_RECEIVED = "event_received"
+    EVENT_TIMED_OUT = "event_timed_out"
+    EVENT_SENT = "event_sent"
 
     def __str__(self) -> str:
         return self.value

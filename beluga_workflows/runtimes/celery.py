@@ -17,12 +17,22 @@ How a run reaches a worker:
 
 Every message is only a hint: ``run_workflow`` on a run that is ended, leased by another worker or
 not yet due does no harm, so a duplicate costs a database round trip or a fast replay.
+
+An accepted event's fan-out (its triggers' runs, the waiting runs it wakes, the runs it cancels)
+is a ``beluga_workflows.fan_out_event`` task, sent once the sender's transaction commits and run
+by any worker; the sweep sends it again for events not fanned out ``fan_out_grace`` seconds after
+they were received (the worker died, the message was lost). A fan-out done twice does no harm.
+The worker doing a fan-out advances the first run it wakes on the default queue itself, right
+after (``serving_in_place``): that run skips a trip through the broker; the others are sent.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
+import threading
+from collections.abc import Iterator
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -33,13 +43,14 @@ from ..conf import workflow_settings
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
 
-__all__ = ["RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
+__all__ = ["FAN_OUT_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
 
 logger = logging.getLogger("beluga_workflows.celery")
 
 # The stable task names; the workers of every release answer to these.
 RUN_TASK = "beluga_workflows.run_workflow"
 RECOVER_TASK = "beluga_workflows.recover_workflows"
+FAN_OUT_TASK = "beluga_workflows.fan_out_event"
 
 
 class CeleryExecutor(WorkflowExecutor):
@@ -83,6 +94,7 @@ class CeleryExecutor(WorkflowExecutor):
         interval = _recover_interval()
         self.sweep_lookahead = float(1.5 * interval if sweep_lookahead is None else sweep_lookahead)
         self.sweep_grace = float(max(30.0, 3 * interval) if sweep_grace is None else sweep_grace)
+        self._in_place = threading.local()
 
     @property
     def app(self) -> Any:
@@ -127,11 +139,50 @@ class CeleryExecutor(WorkflowExecutor):
             countdown = (at - self.clock.now()).total_seconds()
             if countdown > self.countdown_limit:
                 return
+        kept = getattr(self._in_place, "kept", None)
+        if kept is not None and not kept and countdown is None and queue == "":
+            kept.append(workflow_id)  # this worker advances it next (see serving_in_place)
+            return
         self._enqueue(workflow_id, queue, countdown)
+
+    @contextlib.contextmanager
+    def serving_in_place(self) -> Iterator[list[str]]:
+        """Within the block, the first run scheduled now on the default queue is not sent but
+        put in the list yielded, for this worker to advance itself once the block ends (a fan-out
+        task serving the first run it woke). Runs are in the store, due: should the block raise,
+        the kept run is sent as usual.
+        """
+        kept: list[str] = []
+        self._in_place.kept = kept
+        try:
+            yield kept
+        except BaseException:
+            self._in_place.kept = None
+            for workflow_id in kept:
+                self.schedule(workflow_id, queue="")
+            kept.clear()
+            raise
+        finally:
+            self._in_place.kept = None
+
+    def schedule_fan_out(self, event_id: str) -> None:
+        """Send ``fan_out_event(event_id)`` after the current transaction commits (the event is
+        stored in it); a message that cannot be sent is logged: the sweep sends it later."""
+        self._after_commit(functools.partial(self._send_fan_out, event_id))
+
+    def _send_fan_out(self, event_id: str) -> None:
+        try:
+            self.app.send_task(FAN_OUT_TASK, args=(event_id,), ignore_result=True)
+        except Exception:
+            logger.exception("could not send %s for event %r; the recovery sweep will send it",
+                             FAN_OUT_TASK, event_id)
 
     def _enqueue(self, workflow_id: str, queue: str | None, countdown: float | None, *,
                  priority: int | None = None) -> None:
-        send = functools.partial(self._send, workflow_id, queue, countdown, priority)
+        self._after_commit(functools.partial(self._send, workflow_id, queue, countdown, priority))
+
+    def _after_commit(self, send: Any) -> None:
+        """Call ``send()`` once the transaction the store writes in commits (now, outside one)."""
         alias = self._db_alias()
         if alias is not None:
             transaction.on_commit(send, using=alias)
@@ -181,8 +232,11 @@ class CeleryExecutor(WorkflowExecutor):
         - Runs due for ``sweep_grace`` seconds that no worker took are sent again now. Runs that
           came due more recently are left to the message already on its way, so a long queue is
           not flooded with copies of the runs waiting in it.
+        - Events not fanned out ``fan_out_grace`` seconds after they were received get their
+          fan-out sent again (``finish_fan_outs``).
         """
         now = now or self.clock.now()
+        self.finish_fan_outs(now, limit)
         sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
         for workflow_id in sent:
             self.schedule(workflow_id)

@@ -2,7 +2,9 @@
 
 Suspended runs hold no thread: a timer thread wakes each when its ``wake_at`` comes, and a sweep
 every ``sweep_interval`` seconds picks up whatever the store says is due (runs whose worker died
-and whose lease expired, wake-ups lost with a previous process).
+and whose lease expired, wake-ups lost with a previous process) and finishes the fan-outs of
+events that a previous process left undone. An event's fan-out runs on the pool too, once the
+sender's transaction (if any) commits.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from typing import Any
+
+from django.db import connections, transaction
 
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
@@ -60,6 +64,27 @@ class LocalExecutor(WorkflowExecutor):
                 return
             self._queued.add(workflow_id)
         self._pool.submit(self._activate, workflow_id)
+
+    def schedule_fan_out(self, event_id: str) -> None:
+        """Submit the event's fan-out to the thread pool once the store's transaction (if the
+        caller is in one) commits; nothing runs after ``close``."""
+        alias = self.store.database_alias
+        if alias is not None and connections[alias].in_atomic_block:
+            transaction.on_commit(lambda: self._submit_fan_out(event_id), using=alias)
+        else:
+            self._submit_fan_out(event_id)
+
+    def _submit_fan_out(self, event_id: str) -> None:
+        with self._lock:
+            if self._closed:
+                return
+        self._pool.submit(self._fan_out, event_id)
+
+    def _fan_out(self, event_id: str) -> None:
+        try:
+            self.fan_out(event_id)
+        except Exception:
+            logger.exception("fan-out of event %s failed; the sweep will do it again", event_id)
 
     def _activate(self, workflow_id: str) -> None:
         with self._lock:

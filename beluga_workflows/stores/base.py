@@ -15,6 +15,12 @@ guarantees under concurrency:
 
 Backends that cannot do compare-and-set set ``supports_compare_and_set = False`` and say so.
 
+Events (API.md §8) are optional: a store that keeps them (``supports_events = True``: the django
+and memory stores) implements the methods of the "events" section below, which the fan-out of
+``engine/fanout.py`` relies on (its module docstring gives the ordering they must keep); the
+others refuse each of them with ``events_unsupported(...)``, a ``StoreError`` that names the
+stores that have them.
+
 Every store reports the same refusals with the same words (``lease_lost``, ``already_open``,
 ``no_open_run``), and its backend's own failures as the contract's errors: a method decorated with
 ``guarded(operation)`` turns the exceptions in ``backend_errors`` into ``backend_error(...)``, a
@@ -43,6 +49,7 @@ from ..engine.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
+from ..engine.events import Event, EventRecord, EventWait
 from ..engine.types import (
     HistoryEvent,
     RunEnd,
@@ -163,6 +170,8 @@ class WorkflowStore(abc.ABC):
     backend_errors: tuple[type[BaseException], ...] = ()
     # What ``manage.py check`` advises when ``ping`` fails.
     unreachable_hint: str = "Start its server or fix its OPTIONS."
+    # The store keeps events, their trigger ledger and the runs' event waits (the "events" methods).
+    supports_events: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -380,3 +389,104 @@ class WorkflowStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing to release
         """Release connections held by the store (optional)."""
+
+    # -- events (optional: ``supports_events``) -------------------------------------------------
+
+    def events_unsupported(self, operation: str) -> StoreError:
+        """The error of an event operation on a store that keeps no events."""
+        return StoreError(
+            f"the {self.backend_name} workflow store keeps no events ({operation}): events, "
+            f"on_event triggers, wait_for_event and cancel_on need the django and memory stores "
+            f'(BELUGA_WORKFLOWS["STORE"]["BACKEND"] = "django")')
+
+    def add_event(self, event: Event, received_at: datetime, *,
+                  triggers: list[dict[str, str]] = (), skipped: list[dict[str, str]] = ()
+                  ) -> bool:
+        """Store the accepted ``event`` (validated: id and ts set), not fanned out yet, with the
+        runs its ``triggers`` start (``[{"workflow_type", "workflow_id"}]``) and the ``skipped``
+        ones in its outcome. Inside a caller's database transaction it is part of it.
+
+        Returns ``False`` (and stores nothing) when an event with that id exists.
+        """
+        raise self.events_unsupported("add_event")
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        """The event of that id with its outcome, or ``None``."""
+        raise self.events_unsupported("get_event")
+
+    def list_events(self, *, name: str | None = None, limit: int = 50, offset: int = 0
+                    ) -> list[EventRecord]:
+        """Events (of ``name``, if given), newest first (``received_at`` then id, descending),
+        ``offset`` skipped, at most ``limit`` (``<= 0``: all)."""
+        raise self.events_unsupported("list_events")
+
+    def count_events(self, *, name: str | None = None) -> int:
+        """How many events (of ``name``, if given) the store holds."""
+        raise self.events_unsupported("count_events")
+
+    def find_events(self, name: str, *, since: datetime | None,
+                    after: tuple[datetime, str] | None = None,
+                    match: tuple[tuple[str, Any], ...] = (), limit: int = 100
+                    ) -> list[tuple[Event, datetime]]:
+        """Events ``name`` received at or after ``since`` (``None``: any), oldest first
+        (``received_at``, then id), after the cursor ``after`` = (received_at, id), at most
+        ``limit``, each with its ``received_at``: what a waiting run reads.
+
+        ``match`` (path, value) pairs may narrow the search (an index); they must never drop an
+        event that has those values: the caller checks each event exactly.
+        """
+        raise self.events_unsupported("find_events")
+
+    def unfanned_events(self, older_than: datetime, limit: int = 1000) -> list[str]:
+        """Ids of events received at or before ``older_than`` and not fanned out, oldest first."""
+        raise self.events_unsupported("unfanned_events")
+
+    def record_outcome(self, event_id: str, outcome: dict[str, list],
+                       fanned_out_at: datetime) -> None:
+        """Add ``outcome`` to the event's (each run and skip listed once) and mark it fanned out
+        (at ``fanned_out_at``, unless it was already); a missing event is not an error."""
+        raise self.events_unsupported("record_outcome")
+
+    def record_delivery(self, event_id: str, workflow_type: str, state: WorkflowState, *,
+                        waits: list[EventWait] = ()) -> bool:
+        """Start ``state``, the run of ``workflow_type`` that event ``event_id`` triggers (as
+        ``create_with_waits``), and its ledger row (unique on the event and the type), in one
+        write.
+
+        Returns ``False`` (and changes nothing) when the ledger has the row: the run was started.
+
+        Raises:
+            WorkflowAlreadyExistsError: ``state``'s id has an open run (nothing was written).
+        """
+        raise self.events_unsupported("record_delivery")
+
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait]) -> None:
+        """``create(state)`` and keep ``waits`` (the run's ``cancel_on``) in the same write.
+
+        Raises:
+            WorkflowAlreadyExistsError: a run of that id is still open.
+        """
+        raise self.events_unsupported("create_with_waits")
+
+    def append_with_waits(self, workflow_id: str, run_id: str, owner: str,
+                          events: list[HistoryEvent], *, lease_until: datetime,
+                          add_waits: list[EventWait] = (), drop_waits: tuple[int, ...] = (),
+                          end: RunEnd | None = None) -> WorkflowState:
+        """``append(events, end=end)`` that also keeps ``add_waits`` and forgets the run's waits
+        at the operations ``drop_waits`` (with ``end``: all of the run's waits), in one write.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease (nothing was written).
+        """
+        raise self.events_unsupported("append_with_waits")
+
+    def matching_waits(self, event: Event) -> list[EventWait]:
+        """The waits on ``event.name`` whose match values are ``event``'s (by match key, one look-up
+        per distinct set of match paths), waits without a match included. Their anchors and
+        ``where`` are not checked (``EventWait.accepts`` does that)."""
+        raise self.events_unsupported("matching_waits")
+
+    def wake_runs(self, runs: list[tuple[str, str]], now: datetime) -> dict[str, str]:
+        """Bump ``wake_seq`` and make due now each open run of ``runs`` ((workflow id, run id)),
+        as ``add_signal`` does; returns the woken ones' workflow id -> queue (``""``: default)."""
+        raise self.events_unsupported("wake_runs")

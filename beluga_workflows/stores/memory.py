@@ -2,16 +2,26 @@
 
 Thread-safe (one lock), with the same compare-and-set semantics as the durable stores, but nothing
 survives the process and other processes see nothing: do not use it with Celery workers. Each
-method is its state change of ``transitions.py`` applied under the lock.
+method is its state change of ``transitions.py`` applied under the lock. It keeps events too
+(events, the trigger ledger, the runs' event waits), each operation one step under the lock.
 """
 
 from __future__ import annotations
 
+import copy
 import threading
 from datetime import datetime
 from typing import Any
 
-from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState
+from ..engine.events import (
+    Event,
+    EventRecord,
+    EventWait,
+    empty_outcome,
+    event_match_key,
+    merge_outcome,
+)
+from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from . import transitions
 from .base import RunEnd, WorkflowStore
 
@@ -27,17 +37,25 @@ class MemoryStore(WorkflowStore):
     backend_name = "memory"
     # Only this process sees the runs.
     supports_listing = True
+    supports_events = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
         self._lock = threading.RLock()
         self._runs: dict[str, WorkflowState] = {}
         self._last_signal_id = 0
+        self._events: dict[str, EventRecord] = {}
+        self._deliveries: set[tuple[str, str]] = set()
+        self._waits: dict[str, dict[int, EventWait]] = {}  # run id -> op -> wait
 
     def _keep(self, state: WorkflowState) -> None:
-        """Store ``state`` (a copy of the caller's) as its id's run, its signals numbered."""
+        """Store ``state`` (a copy of the caller's) as its id's run, its signals numbered; the
+        waits of the run it replaces go with it."""
         state.signals, self._last_signal_id = transitions.number_signals(
             state.signals, self._last_signal_id)
+        old = self._runs.get(state.workflow_id)
+        if old is not None and old.run_id != state.run_id:
+            self._waits.pop(old.run_id, None)
         self._runs[state.workflow_id] = state
 
     # -- public contract --------------------------------------------------------------------------
@@ -69,7 +87,9 @@ class MemoryStore(WorkflowStore):
     def delete(self, workflow_id: str) -> None:
         """Drop the id's run from the dict under the lock; a missing id is a no-op."""
         with self._lock:
-            self._runs.pop(workflow_id, None)
+            old = self._runs.pop(workflow_id, None)
+            if old is not None:
+                self._waits.pop(old.run_id, None)
 
     # -- engine -----------------------------------------------------------------------------------
 
@@ -157,3 +177,145 @@ class MemoryStore(WorkflowStore):
         """Ids of the due runs, soonest wake-up first, scanned under the lock."""
         with self._lock:
             return transitions.due(self._runs.values(), now, limit)
+
+    # -- events -----------------------------------------------------------------------------------
+
+    def add_event(self, event: Event, received_at: datetime, *,
+                  triggers: list[dict[str, str]] = (), skipped: list[dict[str, str]] = ()
+                  ) -> bool:
+        """Keep a copy of the event under the lock unless its id is taken (``False``)."""
+        with self._lock:
+            if event.id in self._events:
+                return False
+            self._events[event.id] = EventRecord(copy.deepcopy(event), received_at,
+                                                 outcome=empty_outcome(skipped),
+                                                 triggers=[dict(t) for t in triggers])
+            return True
+
+    def get_event(self, event_id: str) -> EventRecord | None:
+        """A copy of the event's record, read under the lock."""
+        with self._lock:
+            record = self._events.get(event_id)
+            return copy.deepcopy(record) if record is not None else None
+
+    def _events_of(self, name: str | None) -> list[EventRecord]:
+        return [r for r in self._events.values() if name is None or r.event.name == name]
+
+    def list_events(self, *, name: str | None = None, limit: int = 50, offset: int = 0
+                    ) -> list[EventRecord]:
+        """Copies of the events, newest first and paged, sorted under the lock."""
+        with self._lock:
+            ordered = sorted(self._events_of(name), key=lambda r: (r.received_at, r.event.id),
+                             reverse=True)[max(offset, 0):]
+            return copy.deepcopy(ordered[:limit] if limit > 0 else ordered)
+
+    def count_events(self, *, name: str | None = None) -> int:
+        """How many events (of ``name``) the dict holds."""
+        with self._lock:
+            return len(self._events_of(name))
+
+    def find_events(self, name: str, *, since: datetime | None,
+                    after: tuple[datetime, str] | None = None,
+                    match: tuple[tuple[str, Any], ...] = (), limit: int = 100
+                    ) -> list[tuple[Event, datetime]]:
+        """Events ``name`` since ``since`` after the cursor, oldest first, scanned under the lock
+        (``match`` is not used: the caller checks it)."""
+        with self._lock:
+            found = sorted(
+                ((r.received_at, r.event.id, r.event) for r in self._events_of(name)
+                 if (since is None or r.received_at >= since)
+                 and (after is None or (r.received_at, r.event.id) > after)),
+                key=lambda item: item[:2])
+            return [(copy.deepcopy(event), at) for at, _, event in found[:limit]]
+
+    def unfanned_events(self, older_than: datetime, limit: int = 1000) -> list[str]:
+        """Ids of the events not fanned out and received by ``older_than``, oldest first."""
+        with self._lock:
+            pending = sorted((r.received_at, r.event.id) for r in self._events.values()
+                             if r.fanned_out_at is None and r.received_at <= older_than)
+            return [event_id for _, event_id in pending[:max(limit, 0)]]
+
+    def record_outcome(self, event_id: str, outcome: dict[str, list],
+                       fanned_out_at: datetime) -> None:
+        """Merge ``outcome`` into the event's and mark it fanned out, under the lock."""
+        with self._lock:
+            record = self._events.get(event_id)
+            if record is not None:
+                record.outcome = merge_outcome(record.outcome, copy.deepcopy(outcome))
+                record.fanned_out_at = record.fanned_out_at or fanned_out_at
+
+    def record_delivery(self, event_id: str, workflow_type: str, state: WorkflowState, *,
+                        waits: list[EventWait] = ()) -> bool:
+        """Under the lock: ``False`` if the ledger has (event, type), else create the run with
+        its waits and add the ledger entry.
+
+        Raises:
+            WorkflowAlreadyExistsError: ``state``'s id has an open run.
+        """
+        with self._lock:
+            if (event_id, workflow_type) in self._deliveries:
+                return False
+            self.create_with_waits(state, waits)
+            self._deliveries.add((event_id, workflow_type))
+            return True
+
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait]) -> None:
+        """``create`` and keep the waits, under the lock.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+        """
+        with self._lock:
+            self.create(state)
+            self._waits[state.run_id] = {w.op: w for w in waits}
+
+    def append_with_waits(self, workflow_id: str, run_id: str, owner: str,
+                          events: list[HistoryEvent], *, lease_until: datetime,
+                          add_waits: list[EventWait] = (), drop_waits: tuple[int, ...] = (),
+                          end: RunEnd | None = None) -> WorkflowState:
+        """``append``, then the run's waits changed, under the lock (nothing if it raises).
+
+        Raises:
+            ConflictError: the lease is lost, or ``events`` do not follow the last one stored.
+        """
+        with self._lock:
+            control = self.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                                  end=end)
+            if end is not None:
+                self._waits.pop(run_id, None)
+                return control
+            waits = self._waits.setdefault(run_id, {})
+            for op in drop_waits:
+                waits.pop(op, None)
+            for wait in add_waits:
+                waits[wait.op] = wait
+            return control
+
+    def matching_waits(self, event: Event) -> list[EventWait]:
+        """The waits on the event's name whose match key it has, scanned under the lock."""
+        with self._lock:
+            keys: dict[str, str | None] = {}
+            found = []
+            for waits in self._waits.values():
+                for wait in waits.values():
+                    if wait.name != event.name:
+                        continue
+                    paths = wait.match_paths
+                    if paths not in keys:
+                        keys[paths] = event_match_key(event, paths)
+                    if keys[paths] is not None and keys[paths] == wait.match_key:
+                        found.append(wait)
+            return found
+
+    def wake_runs(self, runs: list[tuple[str, str]], now: datetime) -> dict[str, str]:
+        """Wake each open run of ``runs`` as a signal does, under the lock."""
+        woken = {}
+        with self._lock:
+            for workflow_id, run_id in runs:
+                state = self._runs.get(workflow_id)
+                if (state is None or state.run_id != run_id
+                        or state.status is not WorkflowStatus.RUNNING):
+                    continue
+                transitions.wake(state, now)
+                woken[workflow_id] = state.queue or ""
+        return woken

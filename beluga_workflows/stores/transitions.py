@@ -40,6 +40,7 @@ __all__ = [
     "request_cancel",
     "save",
     "suspend",
+    "wake",
 ]
 
 
@@ -250,7 +251,7 @@ def add_signal(state: WorkflowState | None, workflow_id: str, signal: Signal, no
     state = open_run(state, workflow_id)
     accepted = dataclasses.replace(signal, id=last_id + 1, sent_at=signal.sent_at or now)
     state.signals.append(accepted)
-    _wake(state, now)
+    wake(state, now)
     return accepted
 
 
@@ -262,12 +263,12 @@ def request_cancel(state: WorkflowState | None, workflow_id: str, now: datetime)
     """
     state = open_run(state, workflow_id)
     state.cancel_requested = True
-    _wake(state, now)
+    wake(state, now)
     return copy_state(state, history=False)
 
 
-def _wake(state: WorkflowState, now: datetime) -> None:
-    """What a signal or cancel does: bump ``wake_seq`` and make the run due now."""
+def wake(state: WorkflowState, now: datetime) -> None:
+    """What a signal, a cancel or a matching event does: bump ``wake_seq``, make the run due now."""
     state.wake_seq += 1
     if state.wake_at is None or state.wake_at > now:
         state.wake_at = now

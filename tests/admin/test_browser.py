@@ -235,3 +235,43 @@ def test_viewer_sees_no_buttons_and_gets_403(executor, viewer, page_for):
         assert response.status == 403, path
     shot(page, "14-viewer-403")
     assert executor.store.load("look-only").is_open and executor.store.load("task-only").is_open
+
+
+def test_send_an_event_from_the_admin_and_follow_it_to_the_runs(executor, operator, page_for):
+    from . import test_event_pages  # noqa: F401 - registers admin_tests.on_ticket
+
+    page = page_for(operator)
+    page.goto(url("changelist"))
+    page.click("#events-link")
+    expect(page.locator("#no-events")).to_be_visible()
+    page.fill("#id_name", "admin_tests/ticket_opened")
+    page.fill("#id_data", '{"ticket": "t-9"}')
+    page.fill("#id_event_id", "open-t-9")
+    page.click("#send-event-form input[type=submit]")
+    expect(page.locator(".messagelist")).to_contain_text("Sent event “admin_tests/ticket_opened”")
+    reload_until(page, "#event-outcome [data-outcome=started] a")  # the workers fan it out
+    shot(page, "20-event-page")
+    page.click("#event-outcome [data-outcome=started] a")
+    expect(page.locator("#started-by")).to_contain_text("open-t-9")
+    expect(page.locator("#waits-for")).to_contain_text("event admin_tests/ticket_replied")
+    shot(page, "21-run-started-by-event")
+    page.goto(url("events"))
+    page.fill("#id_name", "admin_tests/ticket_replied")
+    page.fill("#id_data", '{"ticket": "t-9", "text": "done"}')
+    page.click("#send-event-form input[type=submit]")
+    reload_until(page, "#event-outcome [data-outcome=woken] a")
+    shot(page, "22-event-woke-a-run")
+    page.goto(url("events"))
+    expect(page.locator("#result_list tbody tr")).to_have_count(2)
+    shot(page, "23-events-list")
+
+
+def reload_until(page, selector: str, timeout: float = 15.0) -> None:
+    """Reload ``page`` until ``selector`` is on it (what the workers do shows on the next load)."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while page.locator(selector).count() == 0:
+        assert time.monotonic() < deadline, f"{selector} never appeared on {page.url}"
+        page.wait_for_timeout(100)
+        page.reload()

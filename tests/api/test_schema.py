@@ -19,6 +19,9 @@ EXPECTED = {
     ("/api/workflows/{workflow_id}/human-task/", "post"): {"202", "400", "401", "403", "404",
                                                            "409"},
     ("/api/human-tasks/", "get"): {"200", "400", "401", "403"},
+    ("/api/events/", "get"): {"200", "400", "401", "403"},
+    ("/api/events/", "post"): {"202", "400", "401", "403"},
+    ("/api/events/{event_id}/", "get"): {"200", "401", "403", "404"},
 }
 
 

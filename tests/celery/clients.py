@@ -6,6 +6,9 @@
 ``python -m tests.celery.clients run START_AT ID...``: at wall-clock time START_AT + k seconds, call
 ``executor.run(ID_k)`` in this process, printing one JSON line per activation.
 
+``python -m tests.celery.clients paid SCHEDULE_FILE``: for each line ``<id> <wall-clock time>`` of
+SCHEDULE_FILE, send at that time the ``celery-tests/paid`` event of that id (id ``paid-<id>``).
+
 Both run under ``tests.celery.worker_settings`` with the environment the tests give.
 """
 
@@ -53,6 +56,21 @@ def run_at(start_at: float, ids: list[str]) -> None:
         }), flush=True)
 
 
+def send_paid(schedule_file: str) -> None:
+    from beluga_workflows import Event, get_executor
+
+    executor = get_executor()
+    executor.store.count_events()  # connect before the race starts
+    with open(schedule_file) as f:
+        schedule = sorted((float(at), workflow_id)
+                          for workflow_id, at in (line.split() for line in f if line.strip()))
+    for at, workflow_id in schedule:
+        while (left := at - time.time()) > 0:
+            time.sleep(min(left, 0.01))
+        executor.send_event(Event("celery-tests/paid", {"order_id": workflow_id},
+                                  id=f"paid-{workflow_id}"))
+
+
 def main(argv: list[str]) -> None:
     import django
 
@@ -62,6 +80,8 @@ def main(argv: list[str]) -> None:
         send_signals(args[0], args[1])
     elif command == "run":
         run_at(float(args[0]), args[1:])
+    elif command == "paid":
+        send_paid(args[0])
     else:
         raise SystemExit(f"unknown command {command!r}")
 

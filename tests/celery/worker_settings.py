@@ -16,4 +16,5 @@ CELERY_TASK_DEFAULT_QUEUE = env.str("BELUGA_TEST_QUEUE", default="celery")
 BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {
     "countdown_limit": env.float("BELUGA_TEST_COUNTDOWN_LIMIT", default=60.0),
     "sweep_grace": env.float("BELUGA_TEST_SWEEP_GRACE", default=30.0),
+    "fan_out_grace": env.float("BELUGA_TEST_FAN_OUT_GRACE", default=30.0),
 }

@@ -90,3 +90,47 @@ def sleeper(ctx: WorkflowContext, data: dict) -> str:
     """Sleep ``data["seconds"]`` durably, then finish."""
     ctx.sleep(data["seconds"])
     return "woke"
+
+
+# -- events (tests/celery/test_events.py) -------------------------------------------------------------
+
+def starts_key(workflow_id: str) -> str:
+    return f"{prefix()}:starts:{workflow_id}"
+
+
+@activity(name="celery_tests.mark_start")
+def mark_start(data: dict) -> str:
+    """Record which run of a workflow id ran (a set: a retried step adds nothing new)."""
+    client().sadd(starts_key(data["wf"]), data["run"])
+    return data["run"]
+
+
+def _triggered(ctx: WorkflowContext, event: dict) -> str:
+    ctx.execute_activity(mark_start, {"wf": ctx.workflow_id, "run": ctx.run_id})
+    return event["id"]
+
+
+@workflow(name="celery_tests.on_placed_a", on_event="celery-tests/placed")
+def on_placed_a(ctx: WorkflowContext, event: dict) -> str:
+    """One of three workflows each ``celery-tests/placed`` event starts."""
+    return _triggered(ctx, event)
+
+
+@workflow(name="celery_tests.on_placed_b", on_event="celery-tests/placed")
+def on_placed_b(ctx: WorkflowContext, event: dict) -> str:
+    """One of three workflows each ``celery-tests/placed`` event starts."""
+    return _triggered(ctx, event)
+
+
+@workflow(name="celery_tests.on_placed_c", on_event="celery-tests/placed")
+def on_placed_c(ctx: WorkflowContext, event: dict) -> str:
+    """One of three workflows each ``celery-tests/placed`` event starts."""
+    return _triggered(ctx, event)
+
+
+@workflow(name="celery_tests.await_paid")
+def await_paid(ctx: WorkflowContext, order: dict) -> dict | None:
+    """Wait for the ``celery-tests/paid`` event of its order (sent up to 10 minutes earlier)."""
+    paid = ctx.wait_for_event("celery-tests/paid", match="data.order_id", lookback="10m",
+                              timeout="5m")
+    return None if paid is None else {"id": paid.id, "data": paid.data}

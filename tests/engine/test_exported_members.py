@@ -46,6 +46,14 @@ API_NAMES = {
     "register",
     "new",
     "list_executors",
+    # events (API.md §8)
+    "Event",
+    "SendResult",
+    "Trigger",
+    "CancelOn",
+    "send_event",
+    "RetryAfterError",
+    "NonRetriableError",
 }
 # Not spelled out by API.md but the types of what get_executor() and execute() return, which
 # users annotate with and subclass (a runtime is a WorkflowExecutor subclass).
@@ -65,6 +73,8 @@ ERROR_NAMES = {
     "NonDeterminismError",
     "SignalTimeoutError",
     "StoreError",
+    "RetryAfterError",
+    "NonRetriableError",
 }
 
 
@@ -86,6 +96,7 @@ def test_errors_module_and_package_export_the_same_classes():
         assert getattr(beluga_workflows.errors, name) is getattr(beluga_workflows, name)
         assert issubclass(getattr(beluga_workflows, name), beluga_workflows.WorkflowError)
     assert issubclass(beluga_workflows.WorkflowNotRunningError, beluga_workflows.InvalidInputError)
+    assert beluga_workflows.NonRetriableError is beluga_workflows.NonRetryableError
 
 
 def test_error_codes():

@@ -222,7 +222,7 @@ def test_the_checker_fails_a_real_engine_module_given_one_bad_import():
 # -- the context talks to the runner only through its port ---------------------------------------
 
 def _port_members() -> set[str]:
-    tree = ast.parse((ENGINE_DIR / "context.py").read_text(encoding="utf-8"))
+    tree = ast.parse((ENGINE_DIR / "port.py").read_text(encoding="utf-8"))
     port = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "ActivationPort")
     members = {n.name for n in port.body if isinstance(n, ast.FunctionDef)}
     members |= {n.target.id for n in port.body

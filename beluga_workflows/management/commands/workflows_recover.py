@@ -53,6 +53,8 @@ class Command(BaseCommand):
             states = {wf: store.load(wf, with_history=False) for wf in due[:SHOWN]}
             if not dry_run:
                 executor.dispatch(due)
+                # Events whose fan-out a dead process left unfinished (the outbox).
+                executor.finish_fan_outs(now)
         except ImproperlyConfigured as exc:
             raise CommandError(f"beluga_workflows is not configured correctly: {exc}") from exc
         except (WorkflowError, DatabaseError) as exc:

@@ -32,7 +32,7 @@ from typing import Any
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 from django.db import DatabaseError, DataError, IntegrityError, connections, transaction
-from django.db.models import Case, Count, F, Q, Value, When
+from django.db.models import Count, F, Q
 
 from ... import models
 from ...engine.errors import (
@@ -51,6 +51,7 @@ from ..base import (
     lease_lost,
     no_open_run,
 )
+from .events import DjangoEventStore, wake_changes
 from .rows import (
     end_values,
     event_row,
@@ -74,12 +75,12 @@ def _next_char(char: str) -> str:
     return chr(0xE000 if 0xD800 <= following <= 0xDFFF else following)
 
 
-class DjangoStore(WorkflowStore):
+class DjangoStore(DjangoEventStore, WorkflowStore):
     """Runs in the Django database ``using`` (an alias of ``DATABASES``, default ``"default"``).
 
     Needs the app's migrations applied on that database and ``USE_TZ = True``. Safe under
-    concurrency on PostgreSQL and SQLite: any number of threads and processes may share it.
-    ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass),
+    concurrency on PostgreSQL and SQLite: any number of threads and processes may share it. It
+    keeps events (``events.py``). ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass),
     of an SQLite alias an ``SqliteDjangoStore``; a subclass of ``DjangoStore`` is built as itself.
     """
 
@@ -260,8 +261,8 @@ class DjangoStore(WorkflowStore):
 
     @guarded("delete")
     def delete(self, workflow_id: str) -> None:
-        """Delete the id's run row, its events and inbox rows with it (the ORM cascades); a
-        missing id deletes nothing.
+        """Delete the id's run row, its events, inbox rows and event waits with it (the ORM
+        cascades); a missing id deletes nothing.
         """
         self._runs.filter(workflow_id=workflow_id).delete()
 
@@ -470,13 +471,8 @@ class DjangoStore(WorkflowStore):
         """Bump wake_seq of the open run, inside the caller's transaction: its run id, or None."""
         run_id = (self._runs.select_for_update().filter(workflow_id=workflow_id, status=RUNNING)
                   .values_list("run_id", flat=True).first())
-        woken = {
-            "wake_seq": F("wake_seq") + 1, "version": F("version") + 1, "updated_at": now,
-            "wake_at": Case(When(Q(wake_at__isnull=True) | Q(wake_at__gt=now), then=Value(now)),
-                            default=F("wake_at")),
-        }
         if run_id is None or not self._runs.filter(pk=run_id, status=RUNNING).update(
-                **woken, **changes):
+                **wake_changes(now), **changes):
             return None
         return run_id
 

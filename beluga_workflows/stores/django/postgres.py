@@ -13,6 +13,8 @@ runs under a savepoint. A signal is one statement too (bump ``wake_seq`` of the 
 signal for the run that matched). The ``UPDATE`` takes the run's row lock, which is what serialises
 the writers of one run; rows it did not match mean "lease lost" or "not open".
 
+The events' statements (the fan-out's and the waiting run's) are in ``postgres_events.py``.
+
 The statements are the hot path of every worker, so they are cheap to issue: their text is built
 once per shape (how many events, whether a signal is consumed, whether the run ends) with named
 parameters, sent with server-side binding on the connection Django holds, and prepared by
@@ -41,6 +43,7 @@ from ... import models
 from ...engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
 from ..base import RunEnd, RunWatch, check_history, guarded, lease_lost
 from .orm import DjangoStore
+from .postgres_events import WAIT_FIELDS, PostgresEventStore, wait_params, waits_text
 from .rows import end_values, event_values, run_row, state_from_values
 
 __all__ = ["END_CHANNEL", "PostgresDjangoStore", "PostgresStatements"]
@@ -125,7 +128,10 @@ class PostgresStatements:
             self.converters[name] = (
                 col, connection.ops.get_db_converters(col) + col.get_db_converters(connection))
         self.types = {f: f.db_type(connection) for f in [*meta.concrete_fields, *_EVENT_FIELDS,
-                                                          *models.PendingSignal._meta.fields]}
+                                                          *models.PendingSignal._meta.fields,
+                                                          *WAIT_FIELDS]}
+        self.wait_table = qn(models.EventWait._meta.db_table)
+        self.wait_columns = ", ".join(qn(f.column) for f in WAIT_FIELDS)
         self.preps = {f: self._prep_for(f) for f in self.types}
         # The same, by name (a Field's hash is computed in Python: slow on the hot path).
         self.run_preps = {name: self.preps[f] for name, f in self.run_fields.items()}
@@ -359,10 +365,13 @@ class PostgresStatements:
 
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None, end: RunEnd | None,
-               suspend: dict[str, Any] | None = None) -> dict[str, Any] | None:
+               suspend: dict[str, Any] | None = None, add_waits: list[Any] = (),
+               drop_waits: tuple[int, ...] | str = ()) -> dict[str, Any] | None:
         """The checkpoint. With ``suspend`` (``seen_wake_seq``, ``wake_at``, ``wait_kind``,
         ``wait_name``, ``wait_until``) it also releases the lease, in the same statement, if
-        ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool)."""
+        ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool). ``add_waits``
+        (``EventWait`` s) are inserted and the run's waits at the operations ``drop_waits``
+        (``"all"``: every one) deleted in the same statement, only if the fenced update matched."""
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
@@ -370,6 +379,8 @@ class PostgresStatements:
             changes.update(end_values(end, events[-1].timestamp if events else None))
         key = ("append", tuple(changes), len(events), consume_signal is not None,
                suspend is not None)
+        if add_waits or drop_waits:  # a checkpoint of events (API.md §8): a shape of its own
+            key += (len(add_waits), "all" if drop_waits == "all" else bool(drop_waits))
         text = self.texts.get(key) or self._append_text(key, changes)
         params = self._run_params(run_id=run_id, workflow_id=workflow_id, lease_owner=owner,
                                   status=RUNNING)
@@ -383,6 +394,8 @@ class PostgresStatements:
             params["signal"] = consume_signal
         if end is not None:
             params["channel"] = END_CHANNEL
+        if add_waits or drop_waits:
+            wait_params(self, params, add_waits, drop_waits)
         if suspend is None:
             return self._run(text, params, self.control)
         preps = self.run_preps
@@ -392,7 +405,7 @@ class PostgresStatements:
         return self._run(text, params, [*self.control, "suspended"])
 
     def _append_text(self, key: Any, changes: dict[str, Any]) -> str:
-        _, names, n_events, consume, suspend = key
+        _, names, n_events, consume, suspend, *waits = key
         sets = ["version = version + 1"]
         for name in names:
             if name == "ended_at" and changes[name] is None:
@@ -430,6 +443,8 @@ class PostgresStatements:
             text += (f", consumed AS (DELETE FROM {self.inbox_table} "
                      f"WHERE id = {self._p(models.PendingSignal._meta.pk, 'signal')} "
                      f"AND run_id IN (SELECT run_id FROM run))")
+        if waits:
+            text += waits_text(self, *waits)
         if "status" in names:  # the run ends: tell waiters when this commits
             text += " SELECT run.*, pg_notify(%(channel)s, run.workflow_id) FROM run"
         else:
@@ -496,8 +511,9 @@ class PostgresStatements:
                 f"ELSE wake_at END")
 
 
-class PostgresDjangoStore(DjangoStore):
-    """The ``django`` store on a PostgreSQL alias: the hot operations as single statements.
+class PostgresDjangoStore(PostgresEventStore, DjangoStore):
+    """The ``django`` store on a PostgreSQL alias: the hot operations as single statements (the
+    events' in ``postgres_events.py``).
 
     Built by ``DjangoStore(using=...)`` when ``using`` is PostgreSQL; it keeps every promise of
     ``DjangoStore`` (and is one), in fewer round trips.

@@ -1,0 +1,133 @@
+"""The admin's event pages: the accepted events (search by name or id) and what one did.
+
+Both live at ``events/`` (one event is ``events/?event=<id>``), so no event id can be read as a
+workflow's URL (``<id>/change/``) or the other way round. The list reads ``store.list_events`` a page at a time; an id typed into the search box that is
+an event's id leads straight to that event. An event's page shows its data and its outcome: the
+runs it started, woke and canceled (each a link to the run's page) and the triggers it skipped,
+with why.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlencode
+
+from django.contrib import messages
+from django.core.exceptions import PermissionDenied
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
+
+from ..engine.errors import WorkflowError
+from .base import WorkflowAdminBase
+from .forms import SendEventForm
+
+if TYPE_CHECKING:
+    from ..stores.base import WorkflowStore
+
+__all__ = ["EventPages", "StoredEvents"]
+
+EVENTS_PER_PAGE = 50
+
+
+@dataclass
+class StoredEvents:
+    """The store's events (of ``name``, if given) as ``Paginator`` counts and slices them."""
+
+    store: WorkflowStore
+    name: str | None = None
+
+    def count(self) -> int:
+        """How many events there are (one ``count_events``)."""
+        return self.store.count_events(name=self.name)
+
+    def __len__(self) -> int:
+        return self.count()
+
+    def __getitem__(self, index: slice) -> list[Any]:
+        start = index.start or 0
+        return self.store.list_events(name=self.name, offset=start, limit=index.stop - start)
+
+
+class EventPages(WorkflowAdminBase):
+    """The "Events" list and each event's page, of ``WorkflowStateAdmin``."""
+
+    def event_url(self, event_id: str) -> str:
+        """The admin page of one event."""
+        return f"{self.url('events')}?{urlencode({'event': event_id})}"
+
+    def events_view(self, request: HttpRequest) -> HttpResponse:
+        """The "Events" list, newest first; ``?q=`` is an event name, or an event's id (which
+        opens that event); ``?event=<id>`` is that event's page. A user who may start workflows
+        gets a form to send an event (a POST here sends it and opens its page).
+
+        Raises:
+            PermissionDenied: the user may not view runs, or POSTs without the start permission.
+            Http404: ``?event=`` names no event.
+        """
+        self.require_view(request)
+        if "event" in request.GET:
+            return self.event_view(request, request.GET["event"])
+        form = None
+        if self.has_add_permission(request):  # start_workflow: an event may start runs
+            form = SendEventForm(request.POST if request.method == "POST" else None)
+            if form.is_bound and form.is_valid():
+                sent = self._send(request, form)
+                if sent is not None:
+                    return sent
+        elif request.method == "POST":
+            raise PermissionDenied
+        query = request.GET.get("q", "").strip()
+        if query and self.store.get_event(query) is not None:
+            return HttpResponseRedirect(self.event_url(query))
+        pages = self.paginate(request, StoredEvents(self.store, query or None), EVENTS_PER_PAGE)
+        rows = [self._row(record) for record in pages["page"].object_list]
+        return self.render(request, "events.html", "Events", rows=rows, query=query, form=form,
+                           **pages)
+
+    def _send(self, request: HttpRequest, form: SendEventForm) -> HttpResponse | None:
+        """Send the form's event and go to its page; ``None`` (the error on the form) if refused."""
+        from ..engine.events import Event
+
+        data = form.cleaned_data
+        try:
+            result = self.executor.send_event(Event(name=data["name"], data=data["data"],
+                                                    id=data["event_id"] or None))
+        except WorkflowError as exc:
+            form.add_error(None, str(exc))
+            return None
+        if result.duplicate:
+            messages.warning(request, f"An event with id “{result.event_id}” was accepted "
+                                      f"before: nothing was sent again.")
+        else:
+            messages.success(request, f"Sent event “{data['name']}”: it starts "
+                                      f"{len(result.started)} run(s).")
+        return HttpResponseRedirect(self.event_url(result.event_id))
+
+    def event_view(self, request: HttpRequest, event_id: str) -> HttpResponse:
+        """One event: its data, when it was accepted, and its outcome with links to the runs.
+
+        Raises:
+            PermissionDenied: the user may not view runs (403).
+            Http404: no event has that id.
+        """
+        self.require_view(request)
+        record = self.store.get_event(event_id) if 0 < len(event_id) <= 255 else None
+        if record is None:
+            raise Http404(f"no event with id {event_id!r}")
+        row = self._row(record)
+        groups = [("Started", row["started"], "started"), ("Woke", row["woken"], "woken"),
+                  ("Canceled", row["canceled"], "canceled")]
+        return self.render(request, "event.html", f"Event {record.event.name}", row=row,
+                           event=record.event, record=record, outcome_groups=groups,
+                           events_url=self.url("events"))
+
+    def _row(self, record: Any) -> dict[str, Any]:
+        outcome = record.outcome or {}
+
+        def runs(key: str) -> list[dict[str, str]]:
+            return [{"id": wf, "url": self.url("change", wf)} for wf in outcome.get(key) or []]
+
+        return {"record": record, "event": record.event, "url": self.event_url(record.event.id),
+                "started": runs("started"), "woken": runs("woken"), "canceled": runs("canceled"),
+                "skipped": outcome.get("skipped") or [],
+                "pending": record.fanned_out_at is None}

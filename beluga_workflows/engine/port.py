@@ -1,0 +1,159 @@
+"""``ActivationPort``: what a ``WorkflowContext`` needs from the activation running it, and nothing
+more (the runner's ``Activation`` implements it), with the run's identity and limits it hands over.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Protocol
+
+from .retry import RetryPolicy
+
+if TYPE_CHECKING:
+    from ._control import Suspend
+    from .errors import NonDeterminismError
+    from .events import Event, EventWait, SendResult
+    from .types import HistoryEvent, Signal
+
+__all__ = ["ActivationPort", "Limits", "RunInfo"]
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """Who the run is; fixed for an activation. ``started_at`` (the run's creation) and ``input``
+    are what ``wait_for_event`` anchors and matches against."""
+
+    workflow_id: str
+    run_id: str
+    workflow_type: str
+    started_at: datetime | None = None
+    input: Any = None
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What the run's values may be: the largest encoded payload, and the activities' default retry."""
+
+    max_payload: int | None
+    default_retry: RetryPolicy
+
+
+class ActivationPort(Protocol):
+    """What a ``WorkflowContext`` needs from the activation running it, and nothing more.
+
+    Operations are numbered by the context (1, 2, 3... in call order); the port keeps the history
+    by that number and writes through the store. The runner's ``Activation`` implements it.
+    """
+
+    # -- who and how much ------------------------------------------------------------------------
+
+    @property
+    def info(self) -> RunInfo:
+        """The run's identity."""
+        ...
+
+    @property
+    def limits(self) -> Limits:
+        """The run's limits."""
+        ...
+
+    # -- the history -----------------------------------------------------------------------------
+
+    def recorded(self, op: int) -> list[HistoryEvent] | None:
+        """The events the history holds for operation ``op``, in order (empty or ``None``: none)."""
+        ...
+
+    def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None,
+               add_wait: EventWait | None = None, drop_wait: bool = False) -> None:
+        """Durably append ``events`` (numbered by the port) as operation ``op`` before returning.
+
+        ``consume``: a signal from ``next_signal``, taken off the inbox in the same store write,
+        so it is consumed exactly once. ``add_wait``: an event wait the store keeps from the same
+        write on (senders find the run by it); ``drop_wait``: the store forgets operation ``op``'s
+        event wait in the same write.
+
+        Raises:
+            StoreError: an event wait on a store that keeps no events.
+            BaseException: the activation's control flow (lease lost, store down): let it pass.
+        """
+        ...
+
+    def find_event(self, wait: EventWait) -> Event | None:
+        """The earliest event the store received that ``wait`` accepts and this run has not
+        consumed yet (the run's history says which it has), or ``None``.
+
+        Raises:
+            BaseException: the activation's control flow (store down): let it pass.
+        """
+        ...
+
+    def send_event(self, event: Event) -> SendResult:
+        """Send ``event`` as the executor's ``send_event`` does (validated, stored, fanned out).
+
+        Raises:
+            InvalidInputError: a bad event. StoreError: the store keeps no events.
+            BaseException: the activation's control flow (store down): let it pass.
+        """
+        ...
+
+    def next_signal(self, name: str) -> Signal | None:
+        """The oldest signal ``name`` in the run's inbox not consumed yet, or ``None``."""
+        ...
+
+    # -- going live ------------------------------------------------------------------------------
+
+    def go_live(self, op: int) -> None:
+        """Operation ``op`` is past the history and about to do new work: allow it, or stop it.
+
+        Raises:
+            WorkflowCanceledError: a cancel was requested; it is now recorded at ``op``.
+            BaseException: a read-only replay reached the present, or the run passed its deadline.
+        """
+        ...
+
+    def cancel_requested_at(self, op: int) -> bool:
+        """Whether a cancel was requested as the run stood at operation ``op`` (replay-safe)."""
+        ...
+
+    def now(self) -> datetime:
+        """The current time (aware), from the activation's clock."""
+        ...
+
+    def fire(self, hook: str, *args: Any) -> None:
+        """Fire lifecycle hook ``hook`` (a ``Hooks`` field name); what the hook raises is logged."""
+        ...
+
+    # -- stopping --------------------------------------------------------------------------------
+
+    def wait(self, op: int, until: datetime, kind: str, name: str) -> None:
+        """Return once ``until`` has passed (operation ``op`` waits, of ``kind``, for ``name``).
+
+        The port goes live first (``go_live``); it may wait in place (a short retry backoff) or
+        suspend the run.
+
+        Raises:
+            Suspend: the run suspends until ``until``.
+        """
+        ...
+
+    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
+        """Remember that the run must stop with ``stop`` and return it, for the caller to raise.
+
+        The runner acts on it even if workflow code swallows it; a divergence outlives any later
+        suspension (the run fails).
+        """
+        ...
+
+    @property
+    def interrupted(self) -> BaseException | None:
+        """The stop ``interrupt`` remembered in this pass, if any: every later operation raises it
+        again, so workflow code that swallows a stop goes no further."""
+        ...
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def add_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
+        """Answer query ``name`` with ``fn()`` (a later handler of that name replaces it)."""
+        ...
