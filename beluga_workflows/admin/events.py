@@ -65,6 +65,9 @@ class EventPages(WorkflowAdminBase):
             Http404: ``?event=`` names no event.
         """
         self.require_view(request)
+        if not self.store.supports_events:
+            return self.render(request, "events.html", "Events", rows=[], form=None, query="",
+                               unsupported=type(self.store).__name__)
         if "event" in request.GET:
             return self.event_view(request, request.GET["event"])
         form = None

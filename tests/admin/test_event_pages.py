@@ -96,3 +96,19 @@ def test_viewers_see_events_but_get_no_form_and_cannot_send(memory_executor, cli
     assert client.post(events_url, {"name": "admin_tests/x"}).status_code == 403
     memory_executor.execute("admin_tests.hello", WorkflowOptions(id="not-an-event"))
     assert memory_executor.store.count_events() == 0
+
+
+def test_a_store_without_events_says_so_instead_of_failing(settings, operator_client, events_url):
+    from beluga_workflows.stores.memory import MemoryStore
+
+    class NoEvents(MemoryStore):
+        """A store that says it keeps no events (as the document stores do)."""
+
+        supports_events = False
+
+    settings.BELUGA_WORKFLOWS = {"STORE": {"BACKEND": "memory", "OPTIONS": {}},
+                                 "EXECUTOR": {"BACKEND": "local",
+                                              "OPTIONS": {"store": NoEvents()}}, "HOOKS": []}
+    response = operator_client.get(events_url)
+    assert response.status_code == 200
+    assert "keeps no events" in text(response) and 'id="send-event-form"' not in text(response)
