@@ -14,8 +14,7 @@ from urllib.parse import urlparse
 
 import environ
 import pytest
-
-yaml = pytest.importorskip("yaml")
+import yaml  # PyYAML, a dev extra: a missing one fails the run (bin/test installs it)
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "beat")
