@@ -384,7 +384,8 @@ def _chain(node: Chain) -> tuple[Run, Any]:
     parts = [_compile(node.first)] + [_compile(operand) for _, operand in node.rest]
     runs, values = [run for run, _ in parts], [value for _, value in parts]
     if node.precedence <= 2:
-        run = _any_true(runs) if node.precedence == 1 else _all_true(runs)
+        run = (_short_circuit(runs, "||", True) if node.precedence == 1
+               else _short_circuit(runs, "&&", False))
     elif len(runs) == 2:
         run = _binary(node.rest[0][0], runs[0], runs[1], values[1])
     else:
@@ -416,7 +417,10 @@ def _not_boolean(op: str, value: Any) -> ExpressionError:
     return ExpressionError(f"'{op}' takes booleans, not {_kind(value)}")
 
 
-def _all_true(runs: list[Run]) -> Run:
+def _short_circuit(runs: list[Run], op: str, decisive: bool) -> Run:
+    """``&&`` (``decisive`` False) or ``||`` (True): the first operand equal to ``decisive``
+    decides, whatever the others are, errors included (as in CEL); otherwise an operand's error
+    (or a non-boolean) is raised, and with none the result is ``not decisive``."""
     def run(bindings: Mapping[str, Any]) -> bool:
         error = None
         for operand in runs:
@@ -425,32 +429,13 @@ def _all_true(runs: list[Run]) -> Run:
             except ExpressionError as exc:
                 error = error or exc
                 continue
-            if value is False:
-                return False  # decides whatever the others are, errors included
-            if value is not True:
-                error = error or _not_boolean("&&", value)
+            if value is decisive:
+                return decisive
+            if value is not (not decisive):
+                error = error or _not_boolean(op, value)
         if error is not None:
             raise error
-        return True
-    return run
-
-
-def _any_true(runs: list[Run]) -> Run:
-    def run(bindings: Mapping[str, Any]) -> bool:
-        error = None
-        for operand in runs:
-            try:
-                value = operand(bindings)
-            except ExpressionError as exc:
-                error = error or exc
-                continue
-            if value is True:
-                return True
-            if value is not False:
-                error = error or _not_boolean("||", value)
-        if error is not None:
-            raise error
-        return False
+        return not decisive
     return run
 
 
