@@ -11,6 +11,7 @@ from .engine.errors import (
     NonDeterminismError,
     NonRetriableError,
     NonRetryableError,
+    RateLimitExceededError,
     RetryAfterError,
     SignalTimeoutError,
     StoreError,
@@ -24,6 +25,7 @@ from .engine.errors import (
 )
 from .engine.events import CancelOn, Event, SendResult, Trigger
 from .engine.executor import WorkflowExecutor, WorkflowHandle
+from .engine.flow import Batch, Concurrency, Debounce, RateLimit, Throttle
 from .engine.hooks import Hooks, compose_hooks
 from .engine.middleware import apply_middleware, with_hooks
 from .engine.registry import activity, workflow
@@ -43,7 +45,10 @@ from .stores import get_store
 
 __all__ = [
     "ActivityError",
+    "Batch",
     "CancelOn",
+    "Concurrency",
+    "Debounce",
     "DefaultRetryPolicy",
     "Event",
     "EventType",
@@ -53,12 +58,15 @@ __all__ = [
     "NonDeterminismError",
     "NonRetriableError",
     "NonRetryableError",
+    "RateLimit",
+    "RateLimitExceededError",
     "RetryAfterError",
     "RetryPolicy",
     "SendResult",
     "Signal",
     "SignalTimeoutError",
     "StoreError",
+    "Throttle",
     "Trigger",
     "WorkflowAlreadyExistsError",
     "WorkflowCanceledError",

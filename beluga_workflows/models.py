@@ -15,6 +15,13 @@ what open runs wait for (a ``wait_for_event``, or a ``cancel_on``), found by the
 The indexes serve the reads the app makes (lists newest first by status or type, due runs) and
 leave out the columns every checkpoint rewrites (``updated_at``, ``version``, the lease expiry), so
 PostgreSQL can update a run in place (HOT) without touching any index on the hot path.
+
+Flow control (API.md §9, ``engine/flow.py``): ``ConcurrencySlot`` rows are the slots in use,
+unique per (workflow type, scope, key, slot number) with the number checked below the limit, so
+the database itself refuses a run over the limit; ``ConcurrencyWaiter`` rows are the runs waiting
+for slots; ``FlowBucket`` rows the GCRA state of throttles and rate limits (updated by
+compare-and-set on ``version``); ``EventGroup`` rows the open debounce and batch groups, whose
+events are their ``EventDelivery`` rows.
 """
 
 from __future__ import annotations
@@ -23,8 +30,8 @@ from django.db import models
 
 from .engine.types import EventType, WorkflowStatus
 
-__all__ = ["Event", "EventDelivery", "EventWait", "HistoryEvent", "PendingSignal",
-           "WorkflowState"]
+__all__ = ["ConcurrencySlot", "ConcurrencyWaiter", "Event", "EventDelivery", "EventGroup",
+           "EventWait", "FlowBucket", "HistoryEvent", "PendingSignal", "WorkflowState"]
 
 STATUS_CHOICES = [(s.value, s.value.replace("_", " ")) for s in WorkflowStatus]
 EVENT_TYPE_CHOICES = [(t.value, t.value.replace("_", " ")) for t in EventType]
@@ -177,9 +184,14 @@ class EventDelivery(models.Model):
                               db_index=False)
     workflow_type = models.CharField(max_length=255)
     # Plain values, not a key: the ledger outlives the run (an ended run may be replaced).
-    workflow_id = models.CharField(max_length=255)
-    run_id = models.CharField(max_length=64)
+    workflow_id = models.CharField(max_length=255, blank=True, default="")
+    run_id = models.CharField(max_length=64, blank=True, default="")
     delivered_at = models.DateTimeField()
+    # "started" (the run above), "skipped" (``reason`` says why), "debounced" / "batched" (held
+    # in the event group ``group``; "started" once the group fires with this event in it).
+    outcome = models.CharField(max_length=16, default="started")
+    reason = models.TextField(blank=True, default="")
+    group = models.CharField(max_length=64, blank=True, default="", db_index=True)
 
     class Meta:
         verbose_name = "event delivery"
@@ -226,3 +238,111 @@ class EventWait(models.Model):
 
     def __str__(self) -> str:
         return f"{self.run_id} #{self.op} waits for {self.name}"
+
+
+class ConcurrencySlot(models.Model):
+    """A concurrency slot in use: slot ``slot`` (``0 <= slot < slot_limit``) of a key, held by a run."""
+
+    workflow_type = models.CharField(max_length=255)
+    # "concurrency:0" / "concurrency:1": which of the workflow's Concurrency entries.
+    scope = models.CharField(max_length=32)
+    key = models.CharField(max_length=255)
+    slot = models.IntegerField()
+    slot_limit = models.IntegerField("limit")
+    # As for history events: no database constraint; deleting a run deletes its slots (ORM).
+    run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="slots",
+                            db_constraint=False)
+    workflow_id = models.CharField(max_length=255)
+    taken_at = models.DateTimeField()
+
+    class Meta:
+        verbose_name = "concurrency slot"
+        verbose_name_plural = "concurrency slots"
+        constraints = [
+            models.UniqueConstraint(fields=["workflow_type", "scope", "key", "slot"],
+                                    name="beluga_flow_slot_uniq"),
+            models.CheckConstraint(condition=models.Q(slot__gte=0, slot__lt=models.F("slot_limit")),
+                                   name="beluga_flow_slot_in_limit"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_type} {self.key!r} #{self.slot} -> {self.workflow_id}"
+
+
+class ConcurrencyWaiter(models.Model):
+    """A run waiting for a slot of one key; promoted in ``order_at`` order (start minus priority)."""
+
+    workflow_type = models.CharField(max_length=255)
+    scope = models.CharField(max_length=32)
+    key = models.CharField(max_length=255)
+    slot_limit = models.IntegerField("limit")
+    order_at = models.DateTimeField()
+    run = models.ForeignKey(WorkflowState, on_delete=models.CASCADE, related_name="waits_for_slots",
+                            db_constraint=False)
+    workflow_id = models.CharField(max_length=255)
+
+    class Meta:
+        verbose_name = "concurrency waiter"
+        verbose_name_plural = "concurrency waiters"
+        constraints = [
+            models.UniqueConstraint(fields=["run", "scope"], name="beluga_flow_waiter_uniq"),
+        ]
+        indexes = [
+            models.Index(fields=["workflow_type", "scope", "key", "order_at"],
+                         name="beluga_flow_waiter_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_id} waits for {self.workflow_type} {self.key!r}"
+
+
+class FlowBucket(models.Model):
+    """The GCRA state of one throttle or rate-limit key: its theoretical arrival time."""
+
+    workflow_type = models.CharField(max_length=255)
+    scope = models.CharField(max_length=32)
+    key = models.CharField(max_length=255)
+    tat = models.DateTimeField("theoretical arrival time")
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "flow bucket"
+        verbose_name_plural = "flow buckets"
+        constraints = [
+            models.UniqueConstraint(fields=["workflow_type", "scope", "key"],
+                                    name="beluga_flow_bucket_uniq"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.workflow_type} {self.scope} {self.key!r}"
+
+
+class EventGroup(models.Model):
+    """An open debounce or batch group of one key: the events it holds are the ``EventDelivery``
+    rows naming it; it fires (one run) at ``due_at``, or at once when ``closed``."""
+
+    id = models.CharField(max_length=64, primary_key=True)
+    workflow_type = models.CharField(max_length=255)
+    kind = models.CharField(max_length=16)  # "debounce" / "batch"
+    key = models.CharField(max_length=255)
+    opened_at = models.DateTimeField()
+    due_at = models.DateTimeField()
+    size = models.IntegerField(default=0)
+    # Full, or past due when an event came: fires as soon as a worker gets to it.
+    closed = models.BooleanField(default=False)
+    # Debounce: the newest event (by ts) so far.
+    event_id = models.CharField(max_length=255, blank=True, default="")
+    event_ts = models.DateTimeField(null=True, blank=True)
+    version = models.BigIntegerField(default=0)
+
+    class Meta:
+        verbose_name = "event group"
+        verbose_name_plural = "event groups"
+        constraints = [
+            models.UniqueConstraint(fields=["workflow_type", "key"], condition=models.Q(closed=False),
+                                    name="beluga_flow_group_open_uniq"),
+        ]
+        indexes = [models.Index(fields=["due_at"], name="beluga_flow_group_due_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.workflow_type} {self.key!r} ({self.size})"

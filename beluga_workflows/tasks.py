@@ -28,9 +28,9 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from .runtimes import get_executor
-from .runtimes.celery import FAN_OUT_TASK, RECOVER_TASK, RUN_TASK
+from .runtimes.celery import FAN_OUT_TASK, FIRE_GROUPS_TASK, RECOVER_TASK, RUN_TASK
 
-__all__ = ["fan_out_event", "recover_workflows", "run_workflow"]
+__all__ = ["fan_out_event", "fire_event_groups", "recover_workflows", "run_workflow"]
 
 logger = logging.getLogger("beluga_workflows.tasks")
 
@@ -131,6 +131,15 @@ def fan_out_event(event_id: str) -> dict[str, Any]:
     for workflow_id in kept:  # the first run it woke: advanced here, without a broker trip
         _advance(executor, workflow_id)
     return {"event_id": event_id, "fanned_out": outcome is not None, **(outcome or {})}
+
+
+@shared_task(name=FIRE_GROUPS_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def fire_event_groups(limit: int = 100) -> list[str]:
+    """Start the runs of the debounce and batch groups that are due; returns their ids."""
+    if not _connection_kept:
+        keep_store_connection()
+    close_old_connections()
+    return get_executor().fire_groups(limit=limit)
 
 
 @shared_task(name=RECOVER_TASK, ignore_result=True)

@@ -60,6 +60,10 @@ class TimeSkippingExecutor(WorkflowExecutor):
         """When the earliest waiting run is due, or ``None`` if every open run awaits a signal."""
         times = [s.wake_at for s in self.store.list(WorkflowFilter(status=WorkflowStatus.RUNNING))
                  if s.wake_at is not None]
+        if self.store.supports_flow_control:  # debounce and batch groups fire when due
+            group_due = self.store.next_group_due()
+            if group_due is not None:
+                times.append(group_due)
         return min(times, default=None)
 
     def advance_to(self, when: datetime) -> None:

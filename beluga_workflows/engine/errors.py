@@ -32,6 +32,7 @@ __all__ = [
     "NonDeterminismError",
     "NonRetriableError",
     "NonRetryableError",
+    "RateLimitExceededError",
     "RetryAfterError",
     "SignalTimeoutError",
     "StoreError",
@@ -179,6 +180,20 @@ class RetryAfterError(WorkflowError):
             raise InvalidInputError("RetryAfterError needs a delay")
         super().__init__(message or f"retry after {seconds:g} s", workflow_id=workflow_id)
         self.delay = seconds
+
+
+class RateLimitExceededError(WorkflowError):
+    """``execute`` of a workflow whose ``RateLimit`` this start would exceed: nothing was started.
+
+    Attributes:
+        retry_at: when a start of the same key conforms again (an aware datetime).
+    """
+
+    code = "rate_limited"
+
+    def __init__(self, message: str = "", *, workflow_id: str | None = None, retry_at: Any = None):
+        super().__init__(message, workflow_id=workflow_id)
+        self.retry_at = retry_at
 
 
 class NonDeterminismError(WorkflowError):

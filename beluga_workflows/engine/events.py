@@ -106,7 +106,10 @@ class SendResult:
     fan-out ran in the sender's thread before it returned (the time-skipping test environment);
     elsewhere the runtime's fan-out does that work later, and the event's
     ``EventRecord.outcome`` tells what it did. A ``duplicate`` (the id was accepted before)
-    started nothing.
+    started nothing. ``skipped``: ``{"workflow_type", "reason"}`` of the workflows the event
+    starts nothing in (a trigger's ``where`` false, a rate limit reached, a newer event of a
+    debounce burst); ``deferred``: ``{"workflow_type", "reason", "due_at"}`` of those that hold
+    it in a debounce or batch group, whose run starts later.
     """
 
     event_id: str
@@ -114,18 +117,22 @@ class SendResult:
     started: tuple[str, ...] = ()
     woken: tuple[str, ...] = ()
     canceled: tuple[str, ...] = ()
+    skipped: tuple[dict[str, str], ...] = ()
+    deferred: tuple[dict[str, str], ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         """The result as JSON-ready data; ``from_dict`` reads it back."""
         return {"event_id": self.event_id, "duplicate": self.duplicate,
                 "started": list(self.started), "woken": list(self.woken),
-                "canceled": list(self.canceled)}
+                "canceled": list(self.canceled), "skipped": [dict(s) for s in self.skipped],
+                "deferred": [dict(d) for d in self.deferred]}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> SendResult:
         """The result of ``to_dict``'s data."""
         return cls(data["event_id"], bool(data["duplicate"]), tuple(data.get("started") or ()),
-                   tuple(data.get("woken") or ()), tuple(data.get("canceled") or ()))
+                   tuple(data.get("woken") or ()), tuple(data.get("canceled") or ()),
+                   tuple(data.get("skipped") or ()), tuple(data.get("deferred") or ()))
 
 
 def empty_outcome(skipped: Iterable[dict[str, str]] = ()) -> dict[str, list]:

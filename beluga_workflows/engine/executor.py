@@ -25,7 +25,8 @@ from .errors import (
     WorkflowTimeoutError,
 )
 from .events import Event, SendResult, validate_event
-from .fanout import cancel_waits, fan_out, plan_triggers
+from .fanout import cancel_waits, fan_out, fire_groups, intake, plan_triggers
+from .flow import Admission, Bucket, check_priority
 from .hooks import Hooks, compose_hooks
 from .registry import get_workflow, workflow_name
 from .retry import RetryPolicy
@@ -236,7 +237,7 @@ class WorkflowExecutor:
         return RunnerConfig(
             store=self.store, clock=self.clock, hooks=self.hooks, lease_seconds=self.lease_seconds,
             in_place_wait=self.in_place_wait, max_payload=self.max_payload_bytes,
-            default_retry=self.default_retry, send_event=self.send_event,
+            default_retry=self.default_retry, send_event=self.send_event, promote=self.promote,
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -261,14 +262,39 @@ class WorkflowExecutor:
         if options.queue is not None and (not isinstance(options.queue, str) or not options.queue):
             raise InvalidInputError("queue must be a non-empty string")
 
+        priority = check_priority(options.priority)
+        flow = definition.flow
+        if flow is not None and flow.groups_events:
+            raise InvalidInputError(
+                f"workflow {type_name!r} {'debounces' if flow.debounce else 'batches'} its "
+                f"events: start it by sending an event it is triggered by "
+                f"({', '.join(t.event for t in definition.triggers)}), not with execute")
+
         state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue)
+        admission = None if flow is None else flow.admission(
+            type_name, flow.bindings(data, None), state.created_at, priority)
         waits = cancel_waits(definition, state) if definition.cancel_on else ()
-        if waits:  # the run is findable by the events that cancel it from its first write on
+        if admission is not None:
+            self._flow_store("execute").create_with_waits(state, waits, admission=admission)
+        elif waits:  # the run is findable by the events that cancel it from its first write on
             self._event_store("cancel_on").create_with_waits(state, waits)
         else:
             self.store.create(state)
-        self.schedule_start(workflow_id, queue=options.queue or "")
+        self.schedule_new(state, admission)
         return WorkflowHandle(self, workflow_id, state.run_id)
+
+    def schedule_new(self, state: WorkflowState, admission: Admission | None) -> None:
+        """Schedule a run just stored as its admission left it: its first activation now, at its
+        throttled start, or (waiting for slots) a promotion pass of its buckets once the write
+        has committed (so no slot freed meanwhile is missed: see ``engine/flow.py``)."""
+        queue = state.queue or ""
+        if state.wait_kind == "concurrency" and admission is not None:
+            buckets = [bucket for bucket, _ in admission.slots]
+            self.store.on_commit(lambda: self.promote(buckets))
+        elif state.wait_kind == "throttle":
+            self.schedule(state.workflow_id, at=state.wake_at, queue=queue)
+        else:
+            self.schedule_start(state.workflow_id, queue=queue)
 
     def new_state(self, workflow_type: str, workflow_id: str, input: Any, *,
                   timeout: float | None = None, queue: str | None = None) -> WorkflowState:
@@ -355,11 +381,17 @@ class WorkflowExecutor:
         event = validate_event(event, now=self.clock.now(), max_bytes=self.max_payload_bytes)
         store = self._event_store("send_event")
         planned, skipped = plan_triggers(event)
-        if not store.add_event(event, self.clock.now(), triggers=planned, skipped=skipped):
+        received_at = self.clock.now()
+        if not store.add_event(event, received_at, triggers=planned, skipped=skipped):
             return SendResult(event.id, True)
+        # Triggers that may skip or hold the event (rate limit, debounce, batch) are decided
+        # here, so the result can say so; the fan-out finds them decided (the ledger).
+        decided = intake(self, event, received_at, planned)
         outcome = self.schedule_fan_out(event.id) or {}
-        return SendResult(event.id, False, tuple(p["workflow_id"] for p in planned),
-                          tuple(outcome.get("woken", ())), tuple(outcome.get("canceled", ())))
+        started = [p["workflow_id"] for p in planned if p["workflow_type"] not in decided.held]
+        return SendResult(event.id, False, tuple(dict.fromkeys(started + decided.started)),
+                          tuple(outcome.get("woken", ())), tuple(outcome.get("canceled", ())),
+                          tuple(skipped + decided.skipped), tuple(decided.deferred))
 
     def fan_out(self, event_id: str) -> dict[str, list] | None:
         """Do event ``event_id``'s fan-out in this thread now (what a worker does when it is
@@ -391,6 +423,46 @@ class WorkflowExecutor:
             raise store.events_unsupported(operation)
         return store
 
+    def _flow_store(self, operation: str) -> WorkflowStore:
+        store = self.store
+        if not store.supports_flow_control:
+            raise store.flow_unsupported(operation)
+        return store
+
+    # -- flow control ---------------------------------------------------------------------------
+
+    def promote(self, buckets: list[Bucket]) -> list[str]:
+        """Give free slots of ``buckets`` to the runs waiting for them and schedule those;
+        returns their ids (see ``engine/flow.py``)."""
+        if not buckets:
+            return []
+        promoted = self.store.promote(list(buckets), self.clock.now())
+        for workflow_id, queue in promoted:
+            self.schedule(workflow_id, queue=queue)
+        return [workflow_id for workflow_id, _ in promoted]
+
+    def fire_groups(self, now: datetime | None = None, limit: int = 100) -> list[str]:
+        """Start the runs of the debounce and batch groups due by ``now``; returns their ids."""
+        if not self.store.supports_flow_control:
+            return []
+        return fire_groups(self, now or self.clock.now(), limit)
+
+    def schedule_groups(self, at: datetime) -> None:
+        """Arrange for ``fire_groups`` to run at ``at`` (a group's due time). The default does
+        nothing: the sweep fires due groups; a runtime with timers fires them on time."""
+
+    def flow_sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """The sweep's flow-control pass: free the slots of runs that are no longer open, run
+        the promotion pass of every bucket with waiters, fire the due groups; returns the ids of
+        the runs it scheduled."""
+        store = self.store
+        if not store.supports_flow_control:
+            return []
+        now = now or self.clock.now()
+        freed = store.release_orphans(now, limit)
+        buckets = sorted(set(freed) | set(store.waiting_buckets(limit)))
+        return self.promote(buckets) + self.fire_groups(now)
+
     def query(self, workflow_id: str, query_type: str) -> Any:
         """Answer a query: built-ins ``status``, ``result``, ``history``; others go to the workflow.
 
@@ -412,12 +484,14 @@ class WorkflowExecutor:
 
     def recover(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
         """Schedule every run that is due (timers passed, wake-ups lost, or worker died: lease
-        expired) and finish the fan-outs that died (``finish_fan_outs``); returns the run ids."""
+        expired), finish the fan-outs that died (``finish_fan_outs``) and do the flow-control
+        pass (``flow_sweep``); returns the ids of the due runs."""
         now = now or self.clock.now()
         due = self.store.due(now, limit)
         for workflow_id in due:
             self.schedule(workflow_id)
         self.finish_fan_outs(now, limit)
+        self.flow_sweep(now, limit)
         return due
 
     def sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:

@@ -49,10 +49,12 @@ from .events import Event, EventRecord, EventWait, empty_outcome, trigger_workfl
 from .registry import WorkflowDefinition, get_workflow, triggered_by
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from .executor import WorkflowExecutor
     from .types import WorkflowState
 
-__all__ = ["cancel_waits", "fan_out", "plan_triggers"]
+__all__ = ["Intake", "cancel_waits", "fan_out", "fire_groups", "intake", "plan_triggers"]
 
 logger = logging.getLogger("beluga_workflows.events")
 
@@ -64,8 +66,10 @@ def plan_triggers(event: Event) -> tuple[list[dict[str, str]], list[dict[str, st
     for definition in triggered_by(event.name):
         triggers = [t for t in definition.triggers if t.event == event.name]
         if any(t.accepts(event) for t in triggers):
-            planned.append({"workflow_type": definition.name,
-                            "workflow_id": trigger_workflow_id(definition.name, event.id)})
+            grouped = definition.flow is not None and definition.flow.groups_events
+            planned.append({"workflow_type": definition.name,  # a group's run gets its id later
+                            "workflow_id": "" if grouped else trigger_workflow_id(
+                                definition.name, event.id)})
         else:
             wheres = " / ".join(repr(t.where) for t in triggers)
             skipped.append({"workflow_type": definition.name,
@@ -105,27 +109,149 @@ def fan_out(executor: WorkflowExecutor, event_id: str) -> dict[str, list] | None
 
 def _start(executor: WorkflowExecutor, record: EventRecord, planned: dict[str, str],
            outcome: dict[str, list]) -> bool:
-    """Start the planned run (once, whatever happened before); ``False`` if its type is unknown."""
-    workflow_type, workflow_id = planned["workflow_type"], planned["workflow_id"]
+    """Start the planned run (once, whatever happened before), or put the event in its group;
+    ``False`` if its type is unknown here."""
+    workflow_type = planned["workflow_type"]
     try:
         definition = get_workflow(workflow_type)
     except InvalidInputError:
         logger.error("event %r triggers workflow type %r, which is not registered in this "
                      "process; leaving its fan-out to another", record.event.id, workflow_type)
         return False
-    state = executor.new_state(workflow_type, workflow_id, record.event.to_dict())
+    flow = definition.flow
+    if flow is not None and flow.groups_events:
+        _group(executor, record, definition, outcome)
+        return True
+    workflow_id = trigger_workflow_id(workflow_type, record.event.id)
+    event = record.event.to_dict()
+    state = executor.new_state(workflow_type, workflow_id, event)
+    admission = None if flow is None else flow.admission(
+        workflow_type, flow.bindings(event, event), state.created_at)
+    store = executor.store
     try:
-        executor.store.record_delivery(record.event.id, workflow_type, state,
-                                       waits=cancel_waits(definition, state))
+        started = store.record_delivery(record.event.id, workflow_type, state,
+                                        waits=cancel_waits(definition, state),
+                                        admission=admission)
     except WorkflowAlreadyExistsError:
         outcome["skipped"].append({
             "workflow_type": workflow_type,
             "reason": f"a run with id {workflow_id!r} was already open (not started by this event)"})
         return True
-    # Scheduled even when an earlier fan-out started it: that one may have died before sending.
-    executor.schedule_start(workflow_id)
+    if started:
+        executor.schedule_new(state, admission)
+    elif admission is not None:  # decided before (or skipped now): the ledger says how
+        delivery = store.get_delivery(record.event.id, workflow_type) or {}
+        if delivery.get("outcome") == "skipped":
+            outcome["skipped"].append({"workflow_type": workflow_type,
+                                       "reason": delivery.get("reason", "")})
+            return True
+        executor.schedule(workflow_id)  # an earlier fan-out may have died before sending
+    else:
+        # Scheduled even when an earlier fan-out started it: that one may have died before sending.
+        executor.schedule_start(workflow_id)
     outcome["started"].append(workflow_id)
     return True
+
+
+def _group(executor: WorkflowExecutor, record: EventRecord, definition: WorkflowDefinition,
+           outcome: dict[str, list]) -> dict:
+    """Put the event in its debounce or batch group (once); schedule the group's firing."""
+    flow = definition.flow
+    event = record.event.to_dict()
+    declared = flow.debounce or flow.batch
+    kind = "debounce" if flow.debounce is not None else "batch"
+    result = executor.store.group_event(
+        record.event, record.received_at, definition.name, kind,
+        flow.group_key(flow.bindings(event, event)),
+        period=flow.debounce.period if flow.debounce is not None else flow.batch.timeout,
+        timeout=getattr(declared, "timeout", None) if kind == "debounce" else None,
+        max_size=flow.batch.max_size if flow.batch is not None else 0)
+    if result["outcome"] == "skipped":
+        outcome["skipped"].append({"workflow_type": definition.name, "reason": result["reason"]})
+    elif result.get("due_at") is not None:
+        executor.schedule_groups(result["due_at"])
+    return result
+
+
+class Intake:
+    """What ``intake`` decided in the sender's thread: the workflow types it ``held`` (decided
+    here), the runs it ``started``, the workflows that ``skipped`` the event and those that
+    ``deferred`` it (a group)."""
+
+    def __init__(self) -> None:
+        self.held: set[str] = set()
+        self.started: list[str] = []
+        self.skipped: list[dict[str, str]] = []
+        self.deferred: list[dict[str, str]] = []
+
+
+def intake(executor: WorkflowExecutor, event: Event, received_at: datetime,
+           planned: list[dict[str, str]]) -> Intake:
+    """Decide, in the sender's thread, the triggers whose outcome the sender should learn: a
+    rate limit (start or skip) and a debounce or batch (the group). The fan-out finds them
+    decided (the trigger ledger) and only schedules what they started."""
+    decided = Intake()
+    for item in planned:
+        try:
+            definition = get_workflow(item["workflow_type"])
+        except InvalidInputError:
+            continue  # the fan-out logs it
+        flow = definition.flow
+        if flow is None or (flow.rate_limit is None and not flow.groups_events):
+            continue
+        decided.held.add(definition.name)
+        outcome = empty_outcome()
+        record = EventRecord(event, received_at)
+        if flow.groups_events:
+            result = _group(executor, record, definition, outcome)
+            if result["outcome"] != "skipped":
+                decided.deferred.append({
+                    "workflow_type": definition.name,
+                    "reason": f"held in a {'debounce' if flow.debounce else 'batch'} group",
+                    "due_at": result["due_at"].isoformat() if result.get("due_at") else ""})
+        else:
+            _start(executor, record, item, outcome)
+        decided.started.extend(outcome["started"])
+        decided.skipped.extend(outcome["skipped"])
+    return decided
+
+
+def fire_groups(executor: WorkflowExecutor, now: datetime, limit: int) -> list[str]:
+    """Start one run per debounce or batch group due by ``now`` (``store.fire_group``: once,
+    fenced on the group's version); returns the ids of the runs started."""
+    store = executor.store
+    started = []
+    for group in store.due_groups(now, limit):
+        events = group["events"]
+        try:
+            definition = get_workflow(group["workflow_type"])
+        except InvalidInputError:
+            logger.error("event group %s is for workflow type %r, which is not registered in "
+                         "this process; leaving it to another", group["id"], group["workflow_type"])
+            continue
+        if not events or definition.flow is None:
+            continue
+        if group["kind"] == "debounce":
+            input = events[0].to_dict()
+            workflow_id = trigger_workflow_id(definition.name, events[0].id)
+        else:
+            input = [e.to_dict() for e in events]
+            workflow_id = f"{definition.name}:batch:{group['id']}"
+        state = executor.new_state(definition.name, workflow_id, input)
+        admission = definition.flow.admission(
+            definition.name, definition.flow.bindings(input, events[0].to_dict()),
+            state.created_at)
+        try:
+            fired = store.fire_group(group, state, waits=cancel_waits(definition, state),
+                                     admission=admission)
+        except WorkflowAlreadyExistsError:
+            logger.error("event group %s: run %r is already open; the group is kept",
+                         group["id"], workflow_id)
+            continue
+        if fired:
+            executor.schedule_new(state, admission)
+            started.append(workflow_id)
+    return started
 
 
 def _wake_and_cancel(executor: WorkflowExecutor, record: EventRecord,

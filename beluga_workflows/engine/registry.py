@@ -16,6 +16,7 @@ from typing import Any, TypeVar, overload
 
 from .errors import InvalidInputError
 from .events import CancelOn, Trigger
+from .flow import FlowControl, flow_control
 from .retry import RetryPolicy
 from .types import to_seconds
 
@@ -41,14 +42,16 @@ _triggered: dict[str, list[str]] = {}
 
 @dataclass(frozen=True)
 class WorkflowDefinition:
-    """A registered workflow function, with the events that start it (``triggers``) and those
-    that cancel its runs (``cancel_on``)."""
+    """A registered workflow function, with the events that start it (``triggers``), those
+    that cancel its runs (``cancel_on``) and its flow control (``flow``)."""
 
     name: str
     fn: Callable[..., Any]
     takes_input: bool
     triggers: tuple[Trigger, ...] = ()
     cancel_on: tuple[CancelOn, ...] = ()
+    # Concurrency, throttle, rate limit, debounce, batch, priority (``engine/flow.py``).
+    flow: FlowControl | None = None
 
     def __call__(self, ctx: Any, input: Any) -> Any:
         return self.fn(ctx, input) if self.takes_input else self.fn(ctx)
@@ -101,12 +104,16 @@ def _check_name(name: Any, what: str) -> str:
 @overload
 def workflow(fn: F) -> F: ...
 @overload
-def workflow(*, name: str | None = None, on_event: Any = None,
-             cancel_on: Any = None) -> Callable[[F], F]: ...
+def workflow(*, name: str | None = None, on_event: Any = None, cancel_on: Any = None,
+             concurrency: Any = None, throttle: Any = None, rate_limit: Any = None,
+             debounce: Any = None, batch: Any = None, priority: Any = None
+             ) -> Callable[[F], F]: ...
 
 
 def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = None,
-             cancel_on: Any = None) -> Any:
+             cancel_on: Any = None, concurrency: Any = None, throttle: Any = None,
+             rate_limit: Any = None, debounce: Any = None, batch: Any = None,
+             priority: Any = None) -> Any:
     """Register a workflow function ``fn(ctx, input)`` (or ``fn(ctx)``) under a stable name.
 
     The default name is ``"<module>.<qualname>"``. The function is returned unchanged. Registering
@@ -117,17 +124,25 @@ def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = No
             name starts one run, with the event's ``to_dict()`` as its input.
         cancel_on: a ``CancelOn`` or a list of them: a matching event accepted while a run is
             open cancels it.
+        concurrency, throttle, rate_limit, debounce, batch, priority: flow control (API.md §9,
+            ``engine/flow.py``): a ``Concurrency`` (or a list of up to 2), a ``Throttle``, a
+            ``RateLimit``, a ``Debounce``, a ``Batch``, and an expression giving the seconds
+            (-600..600) by which a run moves ahead among the runs waiting for its slots.
 
     Raises:
-        InvalidInputError: a bad name, trigger or ``CancelOn`` (at decoration time).
+        InvalidInputError: a bad name, trigger, ``CancelOn`` or flow-control declaration, or an
+            invalid combination (``batch`` with ``debounce``...), at decoration time.
     """
     triggers = _triggers(on_event)
     cancels = _cancels(cancel_on)
+    flow = flow_control(concurrency=concurrency, throttle=throttle, rate_limit=rate_limit,
+                        debounce=debounce, batch=batch, priority=priority,
+                        triggered=bool(triggers))
 
     def register(func: F) -> F:
         wf_name = _check_name(name or _default_name(func), "workflow")
         definition = WorkflowDefinition(wf_name, func, _positional_count(func) >= 2, triggers,
-                                        cancels)
+                                        cancels, flow)
         with _lock:
             existing = _workflows.get(wf_name)
             if existing is not None and not _same_function(existing.fn, func):

@@ -77,6 +77,8 @@ class RunnerConfig:
     default_retry: RetryPolicy = field(default_factory=RetryPolicy)
     # How ``ctx.send_event`` sends (the executor's ``send_event``); ``None``: it cannot.
     send_event: Callable[[Event], SendResult] | None = None
+    # The promotion pass run after an end freed concurrency slots (the executor's ``promote``).
+    promote: Callable[[list[tuple[str, str, str]]], Any] | None = None
 
 
 @dataclass
@@ -141,6 +143,8 @@ class Activation:
         self.interrupted: BaseException | None = None
         # The workflow's cancel_on makes the store keep event waits for the run (see _end()).
         self.cancels_on_events = False
+        # The run holds (or waits for) concurrency slots: its end frees them (see _end()).
+        self.releases_slots = False
         self._consumed_events: set[str] | None = None
         self.lease_until = state.lease_expires_at
         # The port's now(), fire() and recorded() are the clock's, the hooks' and the index's own
@@ -298,16 +302,53 @@ class Activation:
             LeaseLost / StoreDown: a store write failed (``run_workflow`` reports it).
         """
         try:
-            definition = get_workflow(self.info.workflow_type)
+            definition: WorkflowDefinition | None = get_workflow(self.info.workflow_type)
         except InvalidInputError:
+            definition = None
+        if definition is not None:
+            self.cancels_on_events = bool(definition.cancel_on)
+            self.releases_slots = bool(definition.flow is not None and definition.flow.concurrency)
+        gated = self._gate()
+        if gated is not None:
+            return gated
+        if definition is None:
             return self._leave_unknown_type()
-        self.cancels_on_events = bool(definition.cancel_on)
         if not self.ops and len(self.state.history) <= 1:
             self.fire("on_workflow_start", self.info.workflow_id, self.state.input)
         while True:
             outcome = self._pass(definition)
             if outcome is not None:
                 return outcome
+
+    def _gate(self) -> ActivationResult | None:
+        """A run not admitted yet (waiting for concurrency slots, or for its throttled start) is
+        released again without running any workflow code; a cancel or its deadline ends it.
+        ``None``: the run is admitted (a promotion that races the release bumps ``wake_seq``,
+        so the release is refused and the fresh wait fields are read)."""
+        if self.ops or len(self.state.history) > 1:
+            return None
+        while True:
+            kind, until = self.state.wait_kind, self.state.wait_until
+            now = self.now()
+            if kind not in ("concurrency", "throttle") or (
+                    kind == "throttle" and (until is None or until <= now)):
+                return None
+            self.releases_slots = True
+            if self.cancel_requested:
+                return self._end(WorkflowStatus.CANCELED, error={
+                    "type": "WorkflowCanceledError", "traceback": "",
+                    "message": f"canceled before it started, waiting for {self.state.wait_name}"})
+            if self.deadline is not None and now >= self.deadline:
+                return self._end(WorkflowStatus.TIMED_OUT, error={
+                    "type": "WorkflowTimeoutError", "traceback": "",
+                    "message": f"passed its deadline {self.deadline.isoformat()} before it "
+                               f"started, waiting for {self.state.wait_name}"})
+            wake_at = self.deadline if kind == "concurrency" else until
+            if self.deadline is not None and wake_at is not None:
+                wake_at = min(wake_at, self.deadline)
+            if self._release(kind, self.state.wait_name, wake_at, until, None):
+                return self._suspended(wake_at)
+            self._reload_inbox()
 
     def _pass(self, definition: WorkflowDefinition) -> ActivationResult | None:
         """Run the workflow code once over the history; ``None``: run it again (a signal or a
@@ -380,8 +421,14 @@ class Activation:
         """Record the run's end, then fire its hook."""
         event = HistoryEvent(id=0, type=_END_EVENT[status], timestamp=self.now(), result=result,
                              error=error)
-        self.record(0, [event], end=RunEnd(status, result, error),
-                    drop_all_waits=self._keeps_event_waits())
+        end = RunEnd(status, result, error, release=self.releases_slots)
+        self.record(0, [event], end=end, drop_all_waits=self._keeps_event_waits())
+        if end.freed and self.config.promote is not None:
+            try:
+                self.config.promote(end.freed)
+            except Exception:  # the sweep's promotion pass does it later
+                logger.exception("could not promote the runs waiting for the slots %s freed",
+                                 self.info.workflow_id)
         wf_id = self.info.workflow_id
         if status is WorkflowStatus.COMPLETED:
             self.fire("on_workflow_complete", wf_id, result)
@@ -442,6 +489,9 @@ class Activation:
         self.wake_seq = fresh.wake_seq
         self.signals = list(fresh.signals)
         self.cancel_requested = fresh.cancel_requested
+        # A promotion (flow control) changes what a run not yet admitted waits for.
+        self.state.wait_kind, self.state.wait_name = fresh.wait_kind, fresh.wait_name
+        self.state.wait_until = fresh.wait_until
 
     def _suspended(self, wake_at: datetime | None) -> ActivationResult:
         return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=wake_at,

@@ -201,12 +201,15 @@ class WorkflowOptions:
         input: the workflow's JSON-serialisable input.
         timeout: the run's deadline from its start (timedelta or seconds); past it, ``timed_out``.
         queue: the Celery queue for this run's tasks (``None``: the configured default).
+        priority: seconds (-600..600) by which the run moves ahead among the runs waiting for the
+            same concurrency slots; overrides the workflow's ``priority`` expression.
     """
 
     id: str | None = None
     input: Any = None
     timeout: timedelta | int | float | None = None
     queue: str | None = None
+    priority: int | None = None
 
 
 @dataclass
@@ -324,7 +327,16 @@ class WorkflowState:
 
 
 class RunEnd(dict):
-    """How a run ends: ``{"status": WorkflowStatus, "result": ..., "error": dict | None}``."""
+    """How a run ends: ``{"status": WorkflowStatus, "result": ..., "error": dict | None}``.
 
-    def __init__(self, status: WorkflowStatus, result: Any = None, error: dict | None = None):
+    Attributes:
+        release: the end write also frees the run's concurrency slots and waiter rows (flow
+            control, ``engine/flow.py``); a store that does so lists in ``freed`` the buckets
+            whose slots it freed, for the runner's promotion pass.
+    """
+
+    def __init__(self, status: WorkflowStatus, result: Any = None, error: dict | None = None, *,
+                 release: bool = False):
         super().__init__(status=WorkflowStatus(status), result=result, error=error)
+        self.release = release
+        self.freed: list[tuple[str, str, str]] = []

@@ -18,6 +18,9 @@ How a run reaches a worker:
 Every message is only a hint: ``run_workflow`` on a run that is ended, leased by another worker or
 not yet due does no harm, so a duplicate costs a database round trip or a fast replay.
 
+A debounce or batch group's firing is a ``beluga_workflows.fire_event_groups`` task sent with a
+countdown to the group's due time (and done by the sweep for a group whose message was lost).
+
 An accepted event's fan-out (its triggers' runs, the waiting runs it wakes, the runs it cancels)
 is a ``beluga_workflows.fan_out_event`` task, sent once the sender's transaction commits and run
 by any worker; the sweep sends it again for events not fanned out ``fan_out_grace`` seconds after
@@ -43,7 +46,7 @@ from ..conf import workflow_settings
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
 
-__all__ = ["FAN_OUT_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
+__all__ = ["FAN_OUT_TASK", "FIRE_GROUPS_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
 
 logger = logging.getLogger("beluga_workflows.celery")
 
@@ -51,6 +54,7 @@ logger = logging.getLogger("beluga_workflows.celery")
 RUN_TASK = "beluga_workflows.run_workflow"
 RECOVER_TASK = "beluga_workflows.recover_workflows"
 FAN_OUT_TASK = "beluga_workflows.fan_out_event"
+FIRE_GROUPS_TASK = "beluga_workflows.fire_event_groups"
 
 
 class CeleryExecutor(WorkflowExecutor):
@@ -170,6 +174,23 @@ class CeleryExecutor(WorkflowExecutor):
         stored in it); a message that cannot be sent is logged: the sweep sends it later."""
         self._after_commit(functools.partial(self._send_fan_out, event_id))
 
+    def schedule_groups(self, at: datetime) -> None:
+        """Send ``fire_event_groups`` with a countdown to ``at`` (a debounce or batch group's due
+        time) once the current transaction commits, when it is within ``countdown_limit``; the
+        sweep fires the group otherwise (and if the message is lost)."""
+        countdown = max((at - self.clock.now()).total_seconds(), 0.0)
+        if countdown > self.countdown_limit:
+            return
+        self._after_commit(functools.partial(self._send_fire_groups, countdown))
+
+    def _send_fire_groups(self, countdown: float) -> None:
+        try:
+            self.app.send_task(FIRE_GROUPS_TASK, ignore_result=True,
+                               countdown=countdown if countdown > 0 else None)
+        except Exception:
+            logger.exception("could not send %s; the recovery sweep fires the groups",
+                             FIRE_GROUPS_TASK)
+
     def _send_fan_out(self, event_id: str) -> None:
         try:
             self.app.send_task(FAN_OUT_TASK, args=(event_id,), ignore_result=True)
@@ -234,9 +255,12 @@ class CeleryExecutor(WorkflowExecutor):
           not flooded with copies of the runs waiting in it.
         - Events not fanned out ``fan_out_grace`` seconds after they were received get their
           fan-out sent again (``finish_fan_outs``).
+        - Flow control (``flow_sweep``): slots of runs no longer open are freed, runs waiting
+          for slots promoted, due debounce and batch groups fired.
         """
         now = now or self.clock.now()
         self.finish_fan_outs(now, limit)
+        self.flow_sweep(now, limit)
         sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
         for workflow_id in sent:
             self.schedule(workflow_id)

@@ -28,6 +28,10 @@ __all__ = ["LocalExecutor"]
 logger = logging.getLogger("beluga_workflows.local")
 
 
+# The timer heap's entry for "fire the due event groups" (not a workflow id).
+_FIRE_GROUPS = "\x00fire-event-groups"
+
+
 class LocalExecutor(WorkflowExecutor):
     """Threads in this process. ``max_workers`` bounds how many runs advance at once."""
 
@@ -65,6 +69,12 @@ class LocalExecutor(WorkflowExecutor):
             self._queued.add(workflow_id)
         self._pool.submit(self._activate, workflow_id)
 
+    def schedule_groups(self, at: datetime) -> None:
+        """Put the firing of due event groups on the timer thread's heap for ``at``."""
+        with self._lock:
+            heapq.heappush(self._timers, (at, next(self._seq), _FIRE_GROUPS))
+            self._lock.notify()
+
     def schedule_fan_out(self, event_id: str) -> None:
         """Submit the event's fan-out to the thread pool once the store's transaction (if the
         caller is in one) commits; nothing runs after ``close``."""
@@ -85,6 +95,12 @@ class LocalExecutor(WorkflowExecutor):
             self.fan_out(event_id)
         except Exception:
             logger.exception("fan-out of event %s failed; the sweep will do it again", event_id)
+
+    def _fire_groups(self) -> None:
+        try:
+            self.fire_groups()
+        except Exception:
+            logger.exception("firing event groups failed; the sweep will do it again")
 
     def _activate(self, workflow_id: str) -> None:
         with self._lock:
@@ -116,7 +132,10 @@ class LocalExecutor(WorkflowExecutor):
                 if not due:
                     self._lock.wait(wait)
             for workflow_id in due:
-                self.schedule(workflow_id)
+                if workflow_id is _FIRE_GROUPS:
+                    self._pool.submit(self._fire_groups)
+                else:
+                    self.schedule(workflow_id)
             if time.monotonic() >= next_sweep:
                 next_sweep = time.monotonic() + self._sweep_interval
                 try:

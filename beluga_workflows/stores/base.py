@@ -21,6 +21,13 @@ and memory stores) implements the methods of the "events" section below, which t
 others refuse each of them with ``events_unsupported(...)``, a ``StoreError`` that names the
 stores that have them.
 
+Flow control (API.md §9, ``engine/flow.py``) is optional too (``supports_flow_control``: the
+django and memory stores): ``create_with_waits`` and ``record_delivery`` then enforce an
+``Admission`` in the write that starts the run, an end with ``RunEnd.release`` frees the run's
+slots in the write that ends it, and the methods of the "flow control" section below promote
+waiting runs and keep debounce and batch groups. Other stores refuse an admission with
+``flow_unsupported(...)``.
+
 Every store reports the same refusals with the same words (``lease_lost``, ``already_open``,
 ``no_open_run``), and its backend's own failures as the contract's errors: a method decorated with
 ``guarded(operation)`` turns the exceptions in ``backend_errors`` into ``backend_error(...)``, a
@@ -50,6 +57,7 @@ from ..engine.errors import (
     WorkflowNotRunningError,
 )
 from ..engine.events import Event, EventRecord, EventWait
+from ..engine.flow import Admission, Bucket
 from ..engine.types import (
     HistoryEvent,
     RunEnd,
@@ -172,6 +180,8 @@ class WorkflowStore(abc.ABC):
     unreachable_hint: str = "Start its server or fix its OPTIONS."
     # The store keeps events, their trigger ledger and the runs' event waits (the "events" methods).
     supports_events: bool = False
+    # The store enforces flow control (the "flow control" methods; needs ``supports_events``).
+    supports_flow_control: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -207,6 +217,11 @@ class WorkflowStore(abc.ABC):
         worker keeps that connection open across activations.
         """
         return None
+
+    def on_commit(self, fn: Callable[[], Any]) -> None:
+        """Call ``fn`` once the store's writes made so far are committed: now, unless the caller
+        holds a transaction open on the store's database (the django store then waits for it)."""
+        fn()
 
     def backend_error(self, operation: str, exc: BaseException) -> WorkflowError:
         """The contract's error for ``exc``, a failure of the backend in ``operation``.
@@ -448,23 +463,34 @@ class WorkflowStore(abc.ABC):
         raise self.events_unsupported("record_outcome")
 
     def record_delivery(self, event_id: str, workflow_type: str, state: WorkflowState, *,
-                        waits: list[EventWait] = ()) -> bool:
+                        waits: list[EventWait] = (), admission: Admission | None = None) -> bool:
         """Start ``state``, the run of ``workflow_type`` that event ``event_id`` triggers (as
-        ``create_with_waits``), and its ledger row (unique on the event and the type), in one
-        write.
+        ``create_with_waits``, ``admission`` included), and its ledger row (unique on the event
+        and the type), in one write.
 
-        Returns ``False`` (and changes nothing) when the ledger has the row: the run was started.
+        Returns ``False`` when the ledger has the row (the run was started, or the event was
+        skipped or grouped: ``get_delivery`` tells), changing nothing; and ``False`` when the
+        admission's rate limit refuses the run: the ledger row then records the skip and its
+        reason, and no run is stored.
 
         Raises:
             WorkflowAlreadyExistsError: ``state``'s id has an open run (nothing was written).
         """
         raise self.events_unsupported("record_delivery")
 
-    def create_with_waits(self, state: WorkflowState, waits: list[EventWait]) -> None:
-        """``create(state)`` and keep ``waits`` (the run's ``cancel_on``) in the same write.
+    def get_delivery(self, event_id: str, workflow_type: str) -> dict[str, str] | None:
+        """The ledger row of (event, workflow type): ``{"workflow_id", "run_id", "outcome",
+        "reason", "group"}`` (``outcome``: started, skipped, debounced, batched), or ``None``."""
+        raise self.events_unsupported("get_delivery")
+
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait], *,
+                          admission: Admission | None = None) -> None:
+        """``create(state)`` and keep ``waits`` (the run's ``cancel_on``) in the same write; with
+        ``admission``, enforce it there too (``admit``).
 
         Raises:
             WorkflowAlreadyExistsError: a run of that id is still open.
+            RateLimitExceededError: the admission's rate limit refuses the run (nothing written).
         """
         raise self.events_unsupported("create_with_waits")
 
@@ -490,3 +516,86 @@ class WorkflowStore(abc.ABC):
         """Bump ``wake_seq`` and make due now each open run of ``runs`` ((workflow id, run id)),
         as ``add_signal`` does; returns the woken ones' workflow id -> queue (``""``: default)."""
         raise self.events_unsupported("wake_runs")
+
+    # -- flow control (optional: ``supports_flow_control``) -----------------------------------
+    #
+    # How a store admits a run (in the write that stores it), given an ``Admission``:
+    #   1. rate limit: take from its GCRA bucket (``flow.gcra``, compare-and-set); a start that
+    #      does not conform is refused;
+    #   2. throttle: take from its bucket; the run starts at the conforming time (``wake_at`` and
+    #      ``wait_until`` then, ``wait_kind`` "throttle", ``wait_name`` ``throttled_text``);
+    #   3. slots: when no run waits for any of its buckets and each has a free slot number below
+    #      its limit, take one slot per bucket (in bucket order); else store the run waiting:
+    #      one waiter row per bucket, ``wait_kind`` "concurrency", ``wake_at`` the deadline (or
+    #      none), ``wait_name`` ``waiting_text``. The caller then runs ``promote`` for the run's
+    #      buckets once its write committed.
+    # The store sets those fields on the ``state`` it was given, so the caller knows the outcome.
+
+    def flow_unsupported(self, operation: str) -> StoreError:
+        """The error of a flow-control operation on a store that does not enforce it."""
+        return StoreError(
+            f"the {self.backend_name} workflow store does not enforce flow control ({operation}): "
+            f"concurrency, throttle, rate_limit, debounce and batch need the django or memory "
+            f'store (BELUGA_WORKFLOWS["STORE"]["BACKEND"] = "django")')
+
+    def promote(self, buckets: list[Bucket], now: datetime, limit: int = 100
+                ) -> list[tuple[str, str]]:
+        """Give free slots of ``buckets`` to their waiting runs, in ``order_at`` order (a run
+        that waits for two buckets only when both have one), at most ``limit`` runs: each is
+        made due now (or at its throttled start), its ``wake_seq`` bumped, its waiter rows
+        deleted. Returns the promoted runs' (workflow id, queue).
+        """
+        raise self.flow_unsupported("promote")
+
+    def release_orphans(self, now: datetime, limit: int = 1000) -> list[Bucket]:
+        """Free the slots and waiter rows of runs that are no longer open (deleted, replaced,
+        ended without freeing: a declaration removed by a deploy), at most ``limit``; returns
+        the buckets whose slots were freed."""
+        raise self.flow_unsupported("release_orphans")
+
+    def waiting_buckets(self, limit: int = 1000) -> list[Bucket]:
+        """Buckets that runs wait for (what the sweep's promotion pass looks at)."""
+        raise self.flow_unsupported("waiting_buckets")
+
+    def flow_usage(self, workflow_type: str | None = None) -> list[dict[str, Any]]:
+        """Per bucket with slots in use or waiters: ``{"workflow_type", "scope", "key",
+        "in_use", "limit", "waiting"}``, sorted by type, scope and key."""
+        raise self.flow_unsupported("flow_usage")
+
+    def group_event(self, event: Event, received_at: datetime, workflow_type: str, kind: str,
+                    key: str, *, period: float, timeout: float | None, max_size: int
+                    ) -> dict[str, Any]:
+        """Put ``event`` in the open ``kind`` ("debounce" / "batch") group of (workflow type,
+        key), with its ledger row (unique: a second call changes nothing and returns what the
+        first did), in one write.
+
+        A debounce group is due ``period`` after its last event, at most ``timeout`` after its
+        first, and keeps the newest event by ``ts`` (an older one is recorded skipped, as is the
+        event it replaces); a batch group is due ``period`` after its first event, or now once
+        it holds ``max_size``. A group past due when an event comes is closed (it fires as it
+        is) and the event opens a new one.
+
+        Returns ``{"outcome", "group", "due_at", "reason"}``.
+        """
+        raise self.flow_unsupported("group_event")
+
+    def due_groups(self, now: datetime, limit: int = 100) -> list[dict[str, Any]]:
+        """Groups due by ``now`` (or closed), soonest first: ``{"id", "workflow_type", "kind",
+        "key", "version", "events": [Event...]}`` (debounce: the newest; batch: all, in the
+        order they were received)."""
+        raise self.flow_unsupported("due_groups")
+
+    def next_group_due(self) -> datetime | None:
+        """When the soonest open group is due (``None``: there is none)."""
+        raise self.flow_unsupported("next_group_due")
+
+    def fire_group(self, group: dict[str, Any], state: WorkflowState, *,
+                   waits: list[EventWait] = (), admission: Admission | None = None) -> bool:
+        """Start ``state`` (the group's run, as ``create_with_waits``) and delete the group, in
+        one write, only if the group still has the ``version`` read by ``due_groups``; its
+        events' ledger rows then name the run. Returns ``False`` (nothing written) otherwise.
+
+        Raises:
+            WorkflowAlreadyExistsError: ``state``'s id has an open run (nothing was written).
+        """
+        raise self.flow_unsupported("fire_group")

@@ -3,7 +3,8 @@
 Thread-safe (one lock), with the same compare-and-set semantics as the durable stores, but nothing
 survives the process and other processes see nothing: do not use it with Celery workers. Each
 method is its state change of ``transitions.py`` applied under the lock. It keeps events too
-(events, the trigger ledger, the runs' event waits), each operation one step under the lock.
+(events, the trigger ledger, the runs' event waits), each operation one step under the lock, and
+enforces flow control (``memory_flow.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import threading
 from datetime import datetime
 from typing import Any
 
+from ..engine.errors import RateLimitExceededError
 from ..engine.events import (
     Event,
     EventRecord,
@@ -22,13 +24,15 @@ from ..engine.events import (
     merge_outcome,
 )
 from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
+from ..engine.flow import Admission
 from . import transitions
-from .base import RunEnd, WorkflowStore
+from .base import RunEnd, WorkflowStore, already_open
+from .memory_flow import MemoryFlowControl
 
 __all__ = ["MemoryStore"]
 
 
-class MemoryStore(WorkflowStore):
+class MemoryStore(MemoryFlowControl, WorkflowStore):
     """Runs in a dict guarded by a lock. Returned states are copies: callers cannot alias them.
 
     Inbox ids are unique across the store's runs (one counter for them all).
@@ -45,8 +49,8 @@ class MemoryStore(WorkflowStore):
         self._runs: dict[str, WorkflowState] = {}
         self._last_signal_id = 0
         self._events: dict[str, EventRecord] = {}
-        self._deliveries: set[tuple[str, str]] = set()
         self._waits: dict[str, dict[int, EventWait]] = {}  # run id -> op -> wait
+        self._init_flow()
 
     def _keep(self, state: WorkflowState) -> None:
         """Store ``state`` (a copy of the caller's) as its id's run, its signals numbered; the
@@ -90,6 +94,7 @@ class MemoryStore(WorkflowStore):
             old = self._runs.pop(workflow_id, None)
             if old is not None:
                 self._waits.pop(old.run_id, None)
+                self._release(old.run_id)
 
     # -- engine -----------------------------------------------------------------------------------
 
@@ -117,9 +122,12 @@ class MemoryStore(WorkflowStore):
             ConflictError: the lease is lost, or ``events`` do not follow the last one stored.
         """
         with self._lock:
-            return transitions.append(self._runs.get(workflow_id), workflow_id, run_id, owner,
-                                      events, lease_until=lease_until,
-                                      consume_signal=consume_signal, end=end)
+            control = transitions.append(self._runs.get(workflow_id), workflow_id, run_id, owner,
+                                         events, lease_until=lease_until,
+                                         consume_signal=consume_signal, end=end)
+            if end is not None and end.release:
+                end.freed = self._release(run_id)
+            return control
 
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,
@@ -245,29 +253,42 @@ class MemoryStore(WorkflowStore):
                 record.fanned_out_at = record.fanned_out_at or fanned_out_at
 
     def record_delivery(self, event_id: str, workflow_type: str, state: WorkflowState, *,
-                        waits: list[EventWait] = ()) -> bool:
+                        waits: list[EventWait] = (), admission: Admission | None = None) -> bool:
         """Under the lock: ``False`` if the ledger has (event, type), else create the run with
-        its waits and add the ledger entry.
+        its waits and admission and add the ledger entry (a rate-limited run: the entry only,
+        recording the skip, and ``False``).
 
         Raises:
             WorkflowAlreadyExistsError: ``state``'s id has an open run.
         """
         with self._lock:
-            if (event_id, workflow_type) in self._deliveries:
+            if (event_id, workflow_type) in self._ledger:
                 return False
-            self.create_with_waits(state, waits)
-            self._deliveries.add((event_id, workflow_type))
+            existing = self._runs.get(state.workflow_id)
+            if existing is not None and existing.is_open:
+                raise already_open(state.workflow_id, existing.run_id)
+            try:
+                self._start_admitted(state, list(waits), admission)
+            except RateLimitExceededError as refused:
+                self._deliver(event_id, workflow_type, outcome="skipped", reason=str(refused))
+                return False
+            self._deliver(event_id, workflow_type, workflow_id=state.workflow_id,
+                          run_id=state.run_id)
             return True
 
-    def create_with_waits(self, state: WorkflowState, waits: list[EventWait]) -> None:
-        """``create`` and keep the waits, under the lock.
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait], *,
+                          admission: Admission | None = None) -> None:
+        """``create`` with the admission enforced, and keep the waits, under the lock.
 
         Raises:
             WorkflowAlreadyExistsError: the id's run is still open.
+            RateLimitExceededError: the rate limit refuses the run (nothing changed).
         """
         with self._lock:
-            self.create(state)
-            self._waits[state.run_id] = {w.op: w for w in waits}
+            existing = self._runs.get(state.workflow_id)
+            if existing is not None and existing.is_open:
+                raise already_open(state.workflow_id, existing.run_id)
+            self._start_admitted(state, list(waits), admission)
 
     def append_with_waits(self, workflow_id: str, run_id: str, owner: str,
                           events: list[HistoryEvent], *, lease_until: datetime,

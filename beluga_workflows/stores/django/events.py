@@ -31,6 +31,7 @@ from django.db.models import F, Q
 from django.db.models.fields.json import KeyTransform
 
 from ... import models
+from ...engine.errors import RateLimitExceededError
 from ...engine.events import (
     Event,
     EventRecord,
@@ -39,6 +40,7 @@ from ...engine.events import (
     event_match_key,
     merge_outcome,
 )
+from ...engine.flow import Admission
 from ...engine.types import HistoryEvent, WorkflowState, WorkflowStatus
 from ..base import RunEnd, check_history, guarded, lease_lost
 from .rows import state_from_values
@@ -199,9 +201,10 @@ class DjangoEventStore:
 
     @guarded("record_delivery")
     def record_delivery(self, event_id: str, workflow_type: str, state: WorkflowState, *,
-                        waits: list[EventWait] = ()) -> bool:
-        """The ledger row first (its unique key refuses a second delivery), then the run and its
-        waits, in one transaction.
+                        waits: list[EventWait] = (), admission: Admission | None = None) -> bool:
+        """The ledger row first (its unique key refuses a second delivery), then the run
+        (admitted) and its waits, in one transaction; a run the rate limit refuses leaves the
+        ledger row recording the skip.
 
         Raises:
             WorkflowAlreadyExistsError: ``state``'s id has an open run (nothing was written).
@@ -213,9 +216,14 @@ class DjangoEventStore:
         try:
             with transaction.atomic(using=self.using):
                 self._deliveries.bulk_create([delivery])
-                self._replace_ended(state)
-                if waits:
-                    self._event_waits.bulk_create([_wait_row(w) for w in waits])
+                try:
+                    with transaction.atomic(using=self.using):
+                        self._start_run(state, waits, admission)
+                except RateLimitExceededError as refused:
+                    self._deliveries.filter(event_id=event_id, workflow_type=workflow_type
+                                            ).update(outcome="skipped", reason=str(refused),
+                                                     workflow_id="", run_id="")
+                    return False
         except IntegrityError:
             if not self._deliveries.filter(event_id=event_id, workflow_type=workflow_type).exists():
                 raise
@@ -223,17 +231,17 @@ class DjangoEventStore:
         return True
 
     @guarded("create_with_waits")
-    def create_with_waits(self, state: WorkflowState, waits: list[EventWait]) -> None:
-        """``create`` and the waits' inserts in one transaction.
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait], *,
+                          admission: Admission | None = None) -> None:
+        """``create`` (the admission enforced first) and the waits' inserts in one transaction.
 
         Raises:
             WorkflowAlreadyExistsError: the id's run is still open.
+            RateLimitExceededError: the rate limit refuses the run (nothing written).
         """
         check_history(state)
         with transaction.atomic(using=self.using):
-            self._replace_ended(state)
-            if waits:
-                self._event_waits.bulk_create([_wait_row(w) for w in waits])
+            self._start_run(state, waits, admission)
 
     @guarded("append_with_waits")
     def append_with_waits(self, workflow_id: str, run_id: str, owner: str,
@@ -250,6 +258,8 @@ class DjangoEventStore:
                 row = self._append_row(workflow_id, run_id, owner, events, lease_until, None, end)
                 if row is None:
                     raise lease_lost(workflow_id)
+                if end is not None and end.release:
+                    end.freed = self._release_run(run_id)
                 waits = self._event_waits.filter(run_id=run_id)
                 if end is not None:
                     waits.delete()

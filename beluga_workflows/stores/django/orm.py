@@ -52,6 +52,7 @@ from ..base import (
     no_open_run,
 )
 from .events import DjangoEventStore, wake_changes
+from .flow import DjangoFlowControl
 from .rows import (
     end_values,
     event_row,
@@ -75,12 +76,12 @@ def _next_char(char: str) -> str:
     return chr(0xE000 if 0xD800 <= following <= 0xDFFF else following)
 
 
-class DjangoStore(DjangoEventStore, WorkflowStore):
+class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
     """Runs in the Django database ``using`` (an alias of ``DATABASES``, default ``"default"``).
 
     Needs the app's migrations applied on that database and ``USE_TZ = True``. Safe under
     concurrency on PostgreSQL and SQLite: any number of threads and processes may share it. It
-    keeps events (``events.py``). ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass),
+    keeps events (``events.py``) and enforces flow control (``flow.py``). ``DjangoStore(using=...)`` of a PostgreSQL alias is a ``PostgresDjangoStore`` (a subclass),
     of an SQLite alias an ``SqliteDjangoStore``; a subclass of ``DjangoStore`` is built as itself.
     """
 
@@ -123,6 +124,10 @@ class DjangoStore(DjangoEventStore, WorkflowStore):
     def database_alias(self) -> str:
         """The ``DATABASES`` alias the runs live in."""
         return self.using
+
+    def on_commit(self, fn: Callable[[], Any]) -> None:
+        """``fn`` once the caller's transaction on ``using`` commits (now, outside one)."""
+        transaction.on_commit(fn, using=self.using)
 
     # -- plumbing -----------------------------------------------------------------------------------
 
@@ -351,8 +356,8 @@ class DjangoStore(DjangoEventStore, WorkflowStore):
             ConflictError: the lease is lost, or another writer took the events' numbers.
         """
         try:
-            row = self._append_row(workflow_id, run_id, owner, events, lease_until,
-                                   consume_signal, end)
+            row = self._releasing(end, run_id, lambda: self._append_row(
+                workflow_id, run_id, owner, events, lease_until, consume_signal, end))
         except IntegrityError:  # an event number already taken: another writer got there first
             row = None
         if row is None:

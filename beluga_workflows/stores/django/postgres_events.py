@@ -306,9 +306,9 @@ class PostgresEventStore:
         """
         drop: tuple[int, ...] | str = "all" if end is not None else tuple(drop_waits)
         try:
-            row = self._pg_events.base.append(
+            row = self._releasing(end, run_id, lambda: self._pg_events.base.append(
                 workflow_id, run_id, owner, events, lease_until=lease_until, consume_signal=None,
-                end=end, add_waits=list(add_waits), drop_waits=drop)
+                end=end, add_waits=list(add_waits), drop_waits=drop))
         except IntegrityError:  # an event number already taken: another writer got there first
             row = None
         if row is None:
