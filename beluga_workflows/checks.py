@@ -82,9 +82,30 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
                 hint="Use it with the 'local' executor in one process, or choose a store with "
                      "compare-and-set and listing (django, redis, nats, dapr).",
                 id="beluga_workflows.W001"))
+        messages.extend(_check_flow_control(store))
     finally:
         store.close()
     return messages
+
+
+def _check_flow_control(store) -> list[checks.CheckMessage]:
+    """Workflows that declare flow control need a store that enforces it (E006)."""
+    from .engine.registry import get_workflow, registered_workflows
+
+    if store.supports_flow_control:
+        return []
+    declaring = [name for name in registered_workflows()
+                 if get_workflow(name).flow is not None and (
+                     get_workflow(name).flow.gated or get_workflow(name).flow.groups_events)]
+    if not declaring:
+        return []
+    return [checks.Error(
+        f"workflow(s) {', '.join(declaring)} declare flow control (concurrency, throttle, "
+        f"rate_limit, debounce or batch), which the {store.backend_name} workflow store does "
+        f"not enforce: starting them fails",
+        hint='Use the django store (BELUGA_WORKFLOWS["STORE"]["BACKEND"] = "django"), or remove '
+             "the declarations.",
+        id="beluga_workflows.E006")]
 
 
 def _check_celery() -> list[checks.CheckMessage]:

@@ -23,8 +23,8 @@ from ..engine.events import (
     event_match_key,
     merge_outcome,
 )
-from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from ..engine.flow import Admission
+from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from . import transitions
 from .base import RunEnd, WorkflowStore, already_open
 from .memory_flow import MemoryFlowControl

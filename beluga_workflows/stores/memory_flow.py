@@ -278,7 +278,7 @@ class MemoryFlowControl:
                 return False
             self._start_admitted(state, list(waits), admission)
             del self._groups[group["id"]]
-            for (event_id, workflow_type), row in self._ledger.items():
+            for (event_id, _), row in self._ledger.items():
                 if row["group"] == group["id"] and row["outcome"] != "skipped":
                     row.update(outcome="started", workflow_id=state.workflow_id,
                                run_id=state.run_id)

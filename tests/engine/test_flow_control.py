@@ -100,7 +100,7 @@ def test_runs_over_the_limit_wait_as_running_without_a_worker_and_start_as_slots
     assert [h.result() for h in handles] == ["r0", "r1", "r2"]
     runs = [env.store.load(h.id) for h in handles]
     # One at a time: each started when the one before it ended.
-    for before, after in zip(runs, runs[1:]):
+    for before, after in zip(runs, runs[1:], strict=False):
         assert started_at(after) >= before.ended_at
     assert [u for u in env.store.flow_usage() if u["key"] == key] == []
 
