@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import pytest
 
+from beluga_workflows import Concurrency, WorkflowOptions, workflow
 from beluga_workflows.engine.events import Event
 from beluga_workflows.engine.flow import Admission, Gcra
 from beluga_workflows.errors import RateLimitExceededError, StoreError
@@ -194,7 +195,14 @@ def test_a_group_fires_once_and_only_at_the_version_it_was_read(store):
     assert store.get_delivery("ed-1", "tests.debounce")["outcome"] == "started"
 
 
-def test_a_store_without_flow_control_refuses_an_admission():
+@workflow(name="tests.flow_store.limited", concurrency=Concurrency(1))
+def limited(ctx, _=None) -> None:
+    return None
+
+
+def test_a_store_without_flow_control_refuses_an_admission_and_stores_nothing():
+    from beluga_workflows.testing import WorkflowEnvironment
+
     from .backends import make_document_store
 
     store, clean = make_document_store("dapr")
@@ -202,5 +210,9 @@ def test_a_store_without_flow_control_refuses_an_admission():
         assert not store.supports_flow_control
         with pytest.raises(StoreError, match="does not enforce flow control"):
             store.promote([BUCKET], T0)
+        with WorkflowEnvironment(store=store) as env, pytest.raises(
+                StoreError, match="dapr workflow store does not enforce flow control"):
+            env.execute(limited, WorkflowOptions(id="refused"))
+        assert store.load("refused") is None
     finally:
         clean()
