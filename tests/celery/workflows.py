@@ -134,3 +134,105 @@ def await_paid(ctx: WorkflowContext, order: dict) -> dict | None:
     paid = ctx.wait_for_event("celery-tests/paid", match="data.order_id", lookback="10m",
                               timeout="5m")
     return None if paid is None else {"id": paid.id, "data": paid.data}
+
+
+# -- flow control (tests/celery/test_flow_control.py) ------------------------------------------------
+#
+# Activities log to a Redis list per test (``<prefix>:flow:<log>``), one JSON entry per record:
+# ``flow_hold`` an "enter" and a "leave" (``time.time()``: every process is on one host) around a
+# pause, so a test can rebuild who was inside when (an execution killed mid-way has no "leave");
+# ``flow_mark`` one "start" per execution.
+
+import json  # noqa: E402 - this section's own imports
+
+from beluga_workflows import (  # noqa: E402
+    Batch,
+    Concurrency,
+    Debounce,
+    RateLimit,
+    Throttle,
+)
+
+
+def flow_log_key(log: str) -> str:
+    return f"{prefix()}:flow:{log}"
+
+
+def _flow_record(log: str, **entry) -> None:
+    entry.update(t=time.time(), pgid=os.getpgid(0), pid=os.getpid())
+    client().rpush(flow_log_key(log), json.dumps(entry))
+
+
+@activity(name="celery_tests.flow_hold")
+def flow_hold(data: dict) -> str:
+    """Be inside for ``data["hold"]`` seconds, with an "enter" and a "leave" record around it."""
+    token = uuid.uuid4().hex
+    _flow_record(data["log"], at="enter", token=token, wf=data["wf"], key=data["key"])
+    time.sleep(data["hold"])
+    _flow_record(data["log"], at="leave", token=token, wf=data["wf"], key=data["key"])
+    return token
+
+
+@activity(name="celery_tests.flow_mark")
+def flow_mark(data: dict) -> float:
+    """Record that the run started (its first step); with ``data["until"]`` (a Redis key), stay
+    inside until that key is set (at most 60 s), holding the run's concurrency slot."""
+    _flow_record(data["log"], at="start", wf=data["wf"])
+    if data.get("until"):
+        deadline = time.monotonic() + 60
+        while not client().exists(data["until"]) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    return time.time()
+
+
+@workflow(name="celery_tests.flow_limited", concurrency=Concurrency(2, key="input.key"))
+def flow_limited(ctx: WorkflowContext, data: dict) -> str:
+    """At most 2 open runs per ``input.key``; each is inside ``flow_hold`` for ``data["hold"]``."""
+    ctx.execute_activity(flow_hold, {"log": data["log"], "wf": ctx.workflow_id, "key": data["key"],
+                                     "hold": data["hold"]},
+                         retry=RetryPolicy(max_attempts=5))
+    return data["key"]
+
+
+@workflow(name="celery_tests.flow_throttled", throttle=Throttle(5, "1s", key="input.key"))
+def flow_throttled(ctx: WorkflowContext, data: dict) -> str:
+    """At most 5 starts per second per ``input.key`` (a burst of 5, then one every 0.2 s)."""
+    ctx.execute_activity(flow_mark, {"log": data["log"], "wf": ctx.workflow_id})
+    return ctx.workflow_id
+
+
+@workflow(name="celery_tests.flow_queued", concurrency=Concurrency(1, key="input.queue"),
+          priority="input.p")
+def flow_queued(ctx: WorkflowContext, data: dict) -> str:
+    """One open run per ``input.queue``; ``input.p`` (or ``WorkflowOptions.priority``) seconds
+    ahead of the waiters; ``data["until"]``: hold the slot until that Redis key is set."""
+    ctx.execute_activity(flow_mark, {"log": data["log"], "wf": ctx.workflow_id,
+                                     "until": data.get("until")})
+    return ctx.workflow_id
+
+
+@workflow(name="celery_tests.flow_rated", on_event="celery-tests/flow-ping",
+          rate_limit=RateLimit(1, "1h", key="event.data.user"))
+def flow_rated(ctx: WorkflowContext, event: dict) -> str:
+    """One run per hour per ``event.data.user``; the other events are skipped."""
+    return event["id"]
+
+
+@workflow(name="celery_tests.flow_rated_calls", rate_limit=RateLimit(1, "1h", key="input.user"))
+def flow_rated_calls(ctx: WorkflowContext, data: dict) -> str:
+    """One run per hour per ``input.user``; ``execute`` beyond it raises."""
+    return data["user"]
+
+
+@workflow(name="celery_tests.flow_debounced", on_event="celery-tests/flow-edit",
+          debounce=Debounce("1s", key="event.data.doc", timeout="3s"))
+def flow_debounced(ctx: WorkflowContext, event: dict) -> dict:
+    """One run 1 s after a burst of edits of a doc (at most 3 s after its first), with the newest."""
+    return {"id": event["id"], "rev": event["data"]["rev"]}
+
+
+@workflow(name="celery_tests.flow_batched", on_event="celery-tests/flow-row",
+          batch=Batch(10, "1s", key="event.data.table"))
+def flow_batched(ctx: WorkflowContext, events: list) -> list[str]:
+    """Up to 10 rows of a table per run (or those of 1 s after the first); their event ids."""
+    return [e["id"] for e in events]

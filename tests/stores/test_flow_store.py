@@ -216,3 +216,20 @@ def test_a_store_without_flow_control_refuses_an_admission_and_stores_nothing():
         assert store.load("refused") is None
     finally:
         clean()
+
+
+def test_the_first_fan_out_merges_into_what_a_group_recorded_before_it(store):
+    event = Event("rows", {}, "b-1", T0)
+    store.add_event(event, T0)
+    store.group_event(event, T0, "tests.batch", "batch", "t", period=1.0, timeout=None,
+                      max_size=1)  # full at once: due now
+    (group,) = store.due_groups(T0)
+    assert store.fire_group(group, new_run("tests.batch:batch:g"))
+    store.record_outcome("b-1", {"started": [], "woken": [], "canceled": [], "skipped": []},
+                         at(1))
+    assert store.get_event("b-1").outcome["started"] == ["tests.batch:batch:g"]
+    skip = {"workflow_type": "tests.debounce", "reason": "debounce: a newer event"}
+    store.add_event(Event("edits", {}, "d-1", T0), T0, skipped=[skip])
+    store.record_outcome("d-1", {"started": [], "woken": [], "canceled": [], "skipped": [skip]},
+                         at(1))
+    assert store.get_event("d-1").outcome["skipped"] == [skip]

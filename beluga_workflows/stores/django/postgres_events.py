@@ -183,17 +183,23 @@ class PostgresEventStatements:
                 for event_id, event_name, data, ts, received_at in rows]
 
     def first_outcome(self, event_id: str, outcome: dict[str, list], now: datetime) -> bool:
-        """Record the first fan-out's ``outcome``; ``False`` if the event was fanned out before
-        (or is missing): then the caller merges."""
+        """Record the first fan-out's ``outcome`` when the stored one holds skips only (its
+        trigger's ``where``, a debounce's: a skip already there is not added again); ``False``
+        if the event was fanned out before, is missing, or already lists runs (a debounce or
+        batch group that fired first): then the caller merges."""
         text = self.texts.get("first_outcome")
         if text is None:
             lists = ", ".join(f"'{key}', CAST(%({key})s AS jsonb)"
                               for key in ("started", "woken", "canceled"))
+            empty = " AND ".join(f"COALESCE(outcome -> '{key}', '[]'::jsonb) = '[]'::jsonb"
+                                 for key in ("started", "woken", "canceled"))
+            stored = "COALESCE(outcome -> 'skipped', '[]'::jsonb)"
             text = self.texts["first_outcome"] = (
                 f"UPDATE {self.event_table} SET fanned_out_at = {self._e('fanned_out_at', 'now')},"
-                f" outcome = jsonb_build_object({lists}, 'skipped', "
-                f"COALESCE(outcome -> 'skipped', '[]'::jsonb) || CAST(%(skipped)s AS jsonb)) "
-                f"WHERE id = {self._e('id')} AND fanned_out_at IS NULL RETURNING id")
+                f" outcome = jsonb_build_object({lists}, 'skipped', {stored} || COALESCE(("
+                f"SELECT jsonb_agg(s) FROM jsonb_array_elements(CAST(%(skipped)s AS jsonb)) s "
+                f"WHERE NOT {stored} @> jsonb_build_array(s)), '[]'::jsonb)) "
+                f"WHERE id = {self._e('id')} AND fanned_out_at IS NULL AND {empty} RETURNING id")
         params = {key: pg._jsonb(list(outcome.get(key, ())))
                   for key in ("started", "woken", "canceled", "skipped")}
         params.update(id=event_id, now=now)
