@@ -7,6 +7,7 @@ without re-running what already completed. The public names are exactly those in
 from .engine.context import WorkflowContext
 from .engine.errors import (
     ActivityError,
+    ChildWorkflowError,
     InvalidInputError,
     NonDeterminismError,
     NonRetriableError,
@@ -45,6 +46,7 @@ from .stores import get_store
 
 __all__ = [
     "ActivityError",
+    "ChildWorkflowError",
     "Batch",
     "CancelOn",
     "Concurrency",

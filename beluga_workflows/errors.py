@@ -2,6 +2,7 @@
 
 from .engine.errors import (  # noqa: F401
     ActivityError,
+    ChildWorkflowError,
     ConflictError,
     InvalidInputError,
     NonDeterminismError,
@@ -22,6 +23,7 @@ from .engine.errors import (  # noqa: F401
 
 __all__ = [
     "ActivityError",
+    "ChildWorkflowError",
     "ConflictError",
     "InvalidInputError",
     "NonDeterminismError",

@@ -28,9 +28,10 @@ from django.conf import settings
 from django.db import close_old_connections, connections
 
 from .runtimes import get_executor
-from .runtimes.celery import FAN_OUT_TASK, FIRE_GROUPS_TASK, RECOVER_TASK, RUN_TASK
+from .runtimes.celery import ACTIVITY_TASK, FAN_OUT_TASK, FIRE_GROUPS_TASK, RECOVER_TASK, RUN_TASK
 
-__all__ = ["fan_out_event", "fire_event_groups", "recover_workflows", "run_workflow"]
+__all__ = ["fan_out_event", "fire_event_groups", "recover_workflows", "run_activity",
+           "run_workflow"]
 
 logger = logging.getLogger("beluga_workflows.tasks")
 
@@ -131,6 +132,17 @@ def fan_out_event(event_id: str) -> dict[str, Any]:
     for workflow_id in kept:  # the first run it woke: advanced here, without a broker trip
         _advance(executor, workflow_id)
     return {"event_id": event_id, "fanned_out": outcome is not None, **(outcome or {})}
+
+
+@shared_task(name=ACTIVITY_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)
+def run_activity(workflow_id: str, run_id: str, op: int, attempt: int = 1,
+                 attempts: list | None = None) -> str:
+    """Run a started activity (``ctx.start_activity``) and deliver its outcome to its run."""
+    if not _connection_kept:
+        keep_store_connection()
+    close_old_connections()
+    return get_executor().run_activity(workflow_id, run_id, op, attempt=attempt,
+                                       attempts=attempts or [])
 
 
 @shared_task(name=FIRE_GROUPS_TASK, acks_late=True, reject_on_worker_lost=True, ignore_result=True)

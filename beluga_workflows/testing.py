@@ -39,6 +39,9 @@ class TimeSkippingExecutor(WorkflowExecutor):
         options.setdefault("clock", VirtualClock())
         super().__init__(**options)
         self._queue: deque[str] = deque()
+        # Started activities handed out: (due time or None, (workflow id, run id, op, attempt,
+        # failed attempts)), run by ``run_until_idle`` once due.
+        self._activities: list[tuple[datetime | None, tuple]] = []
 
     def schedule(self, workflow_id: str, *, at: datetime | None = None, queue: str | None = None) -> None:
         """Queue the run for ``run_until_idle`` when it is due now; a later ``at`` is left to the
@@ -48,9 +51,28 @@ class TimeSkippingExecutor(WorkflowExecutor):
         if (at is None or at <= self.clock.now()) and workflow_id not in self._queue:
             self._queue.append(workflow_id)
 
+    def dispatch_activity(self, workflow_id: str, run_id: str, op: int, *,
+                          queue: str | None = None, attempt: int = 1,
+                          attempts: list = (), at: datetime | None = None) -> None:
+        """Keep the started activity for ``run_until_idle`` (at ``at``, in virtual time)."""
+        self._activities.append((at, (workflow_id, run_id, op, attempt, list(attempts))))
+
+    def _run_due_activities(self) -> bool:
+        now = self.clock.now()
+        due = [item for item in self._activities if item[0] is None or item[0] <= now]
+        if not due:
+            return False
+        self._activities = [item for item in self._activities if item not in due]
+        for _, (workflow_id, run_id, op, attempt, attempts) in due:
+            self.run_activity(workflow_id, run_id, op, attempt=attempt, attempts=attempts)
+        return True
+
     def run_until_idle(self) -> None:
-        """Advance every scheduled run until none can move without time passing."""
-        while self._queue:
+        """Advance every scheduled run (and run every started activity that is due) until none
+        can move without time passing."""
+        while self._queue or self._run_due_activities():
+            if not self._queue:
+                continue
             workflow_id = self._queue.popleft()
             result = self.run(workflow_id)
             if result.suspended and result.wake_at is not None and result.wake_at <= self.clock.now():
@@ -60,6 +82,7 @@ class TimeSkippingExecutor(WorkflowExecutor):
         """When the earliest waiting run is due, or ``None`` if every open run awaits a signal."""
         times = [s.wake_at for s in self.store.list(WorkflowFilter(status=WorkflowStatus.RUNNING))
                  if s.wake_at is not None]
+        times.extend(at for at, _ in self._activities if at is not None)
         if self.store.supports_flow_control:  # debounce and batch groups fire when due
             group_due = self.store.next_group_due()
             if group_due is not None:

@@ -43,8 +43,18 @@ from .events import (
     validate_event,
     validate_event_name,
 )
+from .parallel import (
+    ActivityFuture,
+    ChildWorkflowHandle,
+    _Future,
+    activity_inbox,
+    child_inbox,
+    final_event,
+    later,
+    outcome_events,
+)
 from .port import ActivationPort, Limits, RunInfo
-from .registry import ActivityDefinition, activity_definition
+from .registry import ActivityDefinition, activity_definition, get_workflow, workflow_name
 from .replay import OPERATION_KIND, diverged_error
 from .retry import RetryPolicy
 from .serialization import to_json_value
@@ -309,6 +319,149 @@ class WorkflowContext:
                                   input=event.to_dict(), result=result.to_dict())])
         return result
 
+    # -- parallel steps (API.md §10, parallel.py) ---------------------------------------------
+
+    def start_activity(
+        self,
+        fn: Callable[..., Any],
+        input: Any = None,
+        *,
+        retry: RetryPolicy | None = None,
+        timeout: timedelta | float | None = None,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> ActivityFuture:
+        """Start activity ``fn(input)`` on a worker and return at once with its future.
+
+        Retries and per-attempt timeouts are those of ``execute_activity``; ``queue`` (else
+        ``@activity(queue=...)``, else the run's) is the Celery queue it runs on. The outcome is
+        recorded once workflow code asks for it (``result()``, ``gather``, ``wait_any``).
+
+        Raises:
+            InvalidInputError: ``input`` is not JSON, ``retry`` is no ``RetryPolicy``, a bad
+                queue, or ``fn`` is a ``HumanActivity`` (ask people with ``execute_activity``).
+        """
+        if getattr(fn, "__beluga_human__", False):
+            raise InvalidInputError("a HumanActivity cannot be started in parallel: call "
+                                    "execute_activity")
+        definition = activity_definition(fn)
+        act_name = name or definition.name
+        if retry is not None and not isinstance(retry, RetryPolicy):
+            raise InvalidInputError("retry must be a RetryPolicy")
+        if queue is not None and (not isinstance(queue, str) or not queue):
+            raise InvalidInputError("queue must be a non-empty string")
+        policy = retry or definition.retry or self._limits.default_retry
+        timeout_s = to_seconds(timeout, "activity timeout") if timeout is not None else definition.timeout
+        input = to_json_value(input, f"input of activity {act_name!r}", max_bytes=self._limits.max_payload)
+        events = self._begin("started activity", act_name)
+        op = self._op
+        if not events:
+            self._a.go_live(op)
+            self._schedule(op, act_name, {"input": input, "retry": policy.to_dict(),
+                                          "timeout": timeout_s, "queue": queue or definition.queue})
+        return ActivityFuture(self, op, act_name)
+
+    def start_child(self, workflow: Callable[..., Any] | str, input: Any = None, *,
+                    id: str | None = None, timeout: timedelta | float | None = None
+                    ) -> ChildWorkflowHandle:
+        """Start a child workflow (a full run of its own, id ``f"{parent}/{op}"`` unless ``id``
+        is given) and return its handle at once; canceling or ending this run cancels it if it
+        is still open.
+
+        Raises:
+            InvalidInputError: an unknown workflow, a bad id, input or timeout.
+            WorkflowAlreadyExistsError: ``id`` is an open run that is not this run's child.
+        """
+        type_name = workflow_name(workflow)
+        get_workflow(type_name)
+        input = to_json_value(input, f"input of child workflow {type_name!r}",
+                              max_bytes=self._limits.max_payload)
+        timeout_s = to_seconds(timeout, "child workflow timeout")
+        events = self._begin("child", type_name)
+        op = self._op
+        if events:
+            started = events[0]
+            return ChildWorkflowHandle(self, op, type_name, started.signal_name, started.result)
+        a = self._a
+        a.go_live(op)
+        child_id = id if id is not None else f"{self._info.workflow_id}/{op}"
+        run_id = a.start_child(op, type_name, child_id, input, timeout_s)
+        a.record(op, [self._event(EventType.CHILD_WORKFLOW_STARTED, activity_name=type_name,
+                                  signal_name=child_id, input=input, result=run_id)])
+        return ChildWorkflowHandle(self, op, type_name, child_id, run_id)
+
+    def execute_child(self, workflow: Callable[..., Any] | str, input: Any = None, *,
+                      id: str | None = None, timeout: timedelta | float | None = None) -> Any:
+        """``start_child(...).result()``: run a child workflow and return its result.
+
+        Raises:
+            ChildWorkflowError: the child failed, was canceled or timed out.
+        """
+        return self.start_child(workflow, input, id=id, timeout=timeout).result()
+
+    def gather(self, *futures: _Future, return_exceptions: bool = False) -> list[Any]:
+        """Wait (durably, holding no worker) until every future has ended; their results in
+        argument order. A failure raises the first failed future's error, in argument order,
+        unless ``return_exceptions`` (then the errors are in the list).
+
+        Raises:
+            InvalidInputError: something that is not a future of this run.
+            ActivityError / ChildWorkflowError: see above.
+        """
+        self._check_futures(futures)
+        events = self._begin("marker", "gather")
+        a, op = self._a, self._op
+        if not events:
+            a.go_live(op)
+            pending = [f for f in futures if not self._settle(f)]
+            if pending:
+                raise a.interrupt(self._waiting(pending, len(futures)))
+            a.record(op, [self._event(EventType.SIDE_EFFECT_RECORDED, activity_name="gather",
+                                      result=[f.op for f in futures])])
+        results = []
+        for future in futures:
+            ok, value = future.outcome(a.recorded(future.op), self._info.workflow_id)
+            if not ok and not return_exceptions:
+                raise value
+            results.append(value)
+        return results
+
+    def wait_any(self, *futures: _Future) -> _Future:
+        """Wait until one of ``futures`` has ended and return it (the first to end; a replay
+        returns the same one, whatever ends first in the replay's world).
+
+        Raises:
+            InvalidInputError: no futures, or something that is not a future of this run.
+        """
+        if not futures:
+            raise InvalidInputError("wait_any needs at least one future")
+        self._check_futures(futures)
+        events = self._begin("marker", "wait_any")
+        if events:
+            return futures[events[0].result]
+        a, op = self._a, self._op
+        a.go_live(op)
+        ended = [(final_event(a.recorded(f.op)).id, i) for i, f in enumerate(futures)
+                 if final_event(a.recorded(f.op)) is not None]
+        winner = min(ended)[1] if ended else self._first_arrival(futures)
+        if winner is None:
+            raise a.interrupt(self._waiting(list(futures), len(futures), any_of=True))
+        a.record(op, [self._event(EventType.SIDE_EFFECT_RECORDED, activity_name="wait_any",
+                                  result=winner)])
+        return futures[winner]
+
+    def _done(self, future: _Future) -> bool:
+        """``future.done()``: a recorded answer (a marker), so replays answer the same."""
+        self._check_futures((future,))
+        events = self._begin("marker", "done")
+        if events:
+            return bool(events[0].result)
+        self._a.go_live(self._op)
+        answer = self._settle(future)
+        self._a.record(self._op, [self._event(EventType.SIDE_EFFECT_RECORDED, activity_name="done",
+                                              result=answer)])
+        return answer
+
     def set_query_handler(self, name: str, fn: Callable[[], Any]) -> None:
         """Answer ``executor.query(id, name)`` with ``fn()`` evaluated on the workflow's state.
 
@@ -322,6 +475,101 @@ class WorkflowContext:
         self._a.add_query_handler(name, fn)
 
     # -- internals ----------------------------------------------------------------------------
+
+    def _check_futures(self, futures: tuple[Any, ...]) -> None:
+        for future in futures:
+            if not isinstance(future, _Future) or future._ctx is not self:
+                raise InvalidInputError(
+                    f"expected futures of this run (from start_activity / start_child), not "
+                    f"{type(future).__name__}")
+
+    def _schedule(self, op: int, name: str, spec: dict[str, Any]) -> None:
+        """Record operation ``op``'s activity as handed out, then hand it to a worker."""
+        a = self._a
+        policy_attempts = (spec.get("retry") or {}).get("max_attempts", 1)
+        redispatch = max(self._limits.redispatch, 2 * (spec.get("timeout") or 0) * policy_attempts)
+        a.record(op, [self._event(EventType.ACTIVITY_SCHEDULED, activity_name=name, input=spec,
+                                  fire_at=later(a.now(), redispatch), duration=redispatch)])
+        a.dispatch_activity(op, spec.get("queue"))
+
+    def _settle(self, future: _Future) -> bool:
+        """Whether ``future`` has ended: recorded, or now recorded from the run's inbox (or, for
+        a child, from the child's state)."""
+        a = self._a
+        if final_event(a.recorded(future.op)) is not None:
+            return True
+        if isinstance(future, ActivityFuture):
+            signal = a.next_signal(activity_inbox(self._info.run_id, future.op))
+            if signal is None:
+                return False
+            a.record(future.op, outcome_events(future.name, signal.payload), consume=signal)
+            return True
+        signal = a.next_signal(child_inbox(self._info.run_id, future.op))
+        ended = signal.payload if signal is not None else self._child_end(future)
+        if ended is None:
+            return False
+        ok = ended.get("status") == "completed"
+        a.record(future.op, [self._event(
+            EventType.CHILD_WORKFLOW_COMPLETED if ok else EventType.CHILD_WORKFLOW_FAILED,
+            activity_name=future.name, signal_name=future.id,
+            result=ended.get("result") if ok else None,
+            error=None if ok else {**(ended.get("error") or {}), "status": ended.get("status")})],
+            consume=signal)
+        return True
+
+    def _child_end(self, child: ChildWorkflowHandle) -> dict[str, Any] | None:
+        """How the child ended, read from the store (its end notice may have been lost)."""
+        state = self._a.child_state(child.id)
+        if state is None or state.run_id != child.run_id:
+            return {"status": "failed", "error": {
+                "type": "WorkflowNotFoundError", "traceback": "",
+                "message": f"child run {child.run_id} of {child.id!r} is no longer in the store"}}
+        if state.is_open:
+            return None
+        return {"status": state.status.value, "result": state.result, "error": state.error}
+
+    def _first_arrival(self, futures: tuple[_Future, ...]) -> int | None:
+        """The index of the future whose outcome reached the inbox first, now recorded."""
+        a, run_id = self._a, self._info.run_id
+        arrived = []
+        for index, future in enumerate(futures):
+            name = (activity_inbox if isinstance(future, ActivityFuture) else child_inbox)(
+                run_id, future.op)
+            signal = a.next_signal(name)
+            if signal is not None:
+                arrived.append((signal.id if signal.id is not None else 0, index))
+        for _, index in sorted(arrived):
+            if self._settle(futures[index]):
+                return index
+        for index, future in enumerate(futures):  # a child whose end notice was lost
+            if isinstance(future, ChildWorkflowHandle) and self._settle(future):
+                return index
+        return None
+
+    def _waiting(self, pending: list[_Future], total: int, *, any_of: bool = False) -> Suspend:
+        """The suspension of a run waiting for ``pending``: woken by their outcomes; at the
+        latest when a started activity is due to be handed out again (done now if due) or a
+        child's state is due to be read again."""
+        a = self._a
+        now = a.now()
+        wake: list[datetime] = []
+        for future in pending:
+            if isinstance(future, ActivityFuture):
+                scheduled = [e for e in a.recorded(future.op) or ()
+                             if e.type is EventType.ACTIVITY_SCHEDULED]
+                last = scheduled[-1]
+                if last.fire_at is not None and last.fire_at <= now:  # its outcome never came
+                    self._schedule(future.op, future.name, last.input)
+                    last = a.recorded(future.op)[-1]
+                if last.fire_at is not None:
+                    wake.append(last.fire_at)
+            else:
+                wake.append(later(now, self._limits.child_poll))
+        kinds = {f.kind for f in pending}
+        what = "children" if kinds == {"child"} else "activities" if kinds == {"activity"} else "work"
+        name = (f"any of {total} started {what}" if any_of
+                else f"{len(pending)} of {total} started {what}")
+        return Suspend("parallel", name, min(wake, default=None))
 
     def _attempts(self, definition: ActivityDefinition, name: str, input: Any, policy: RetryPolicy,
                   timeout: float | None, attempt: int, retry_at: datetime | None) -> Any:

@@ -27,6 +27,7 @@ from typing import Any
 
 __all__ = [
     "ActivityError",
+    "ChildWorkflowError",
     "ConflictError",
     "InvalidInputError",
     "NonDeterminismError",
@@ -140,6 +141,25 @@ class ActivityError(WorkflowError):
         super().__init__(message, workflow_id=workflow_id)
         self.activity_name = activity_name
         self.attempts = attempts
+        self.cause = cause or {}
+
+
+class ChildWorkflowError(WorkflowError):
+    """A child workflow (``ctx.start_child`` / ``execute_child``) did not complete.
+
+    Attributes:
+        child_id: the child's workflow id.
+        status: how it ended (``"failed"``, ``"canceled"``, ``"timed_out"``).
+        cause: its error as recorded (``{"type", "message", "traceback"}``).
+    """
+
+    code = "child_failed"
+
+    def __init__(self, message: str = "", *, workflow_id: str | None = None, child_id: str = "",
+                 status: str = "failed", cause: dict | None = None):
+        super().__init__(message, workflow_id=workflow_id)
+        self.child_id = child_id
+        self.status = status
         self.cause = cause or {}
 
 

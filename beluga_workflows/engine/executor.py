@@ -22,12 +22,14 @@ from .errors import (
     WorkflowCanceledError,
     WorkflowFailedError,
     WorkflowNotFoundError,
+    WorkflowNotRunningError,
     WorkflowTimeoutError,
 )
 from .events import Event, SendResult, validate_event
 from .fanout import cancel_waits, fan_out, fire_groups, intake, plan_triggers
 from .flow import Admission, Bucket, check_priority
 from .hooks import Hooks, compose_hooks
+from .parallel import child_inbox, run_started_activity
 from .registry import get_workflow, workflow_name
 from .retry import RetryPolicy
 from .runner import ActivationResult, RunnerConfig, query_workflow, run_workflow
@@ -192,6 +194,10 @@ class WorkflowExecutor:
             gives one.
         fan_out_grace: the sweep fans out again events not fanned out this many seconds after
             they were received (their fan-out died, or its message was lost).
+        activity_redispatch: a started activity (``ctx.start_activity``) with no outcome this
+            many seconds after it was handed out is handed out again (its message was lost).
+        child_poll: a parent waiting for a child reads the child's state itself this often
+            (the child's end notice may have been lost).
     """
 
     name = "base"
@@ -207,6 +213,8 @@ class WorkflowExecutor:
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         default_retry: RetryPolicy | None = None,
         fan_out_grace: timedelta | float | str = 30.0,
+        activity_redispatch: timedelta | float | str = 300.0,
+        child_poll: timedelta | float | str = 300.0,
     ) -> None:
         self._store = store
         self.hooks = hooks or Hooks()
@@ -216,6 +224,8 @@ class WorkflowExecutor:
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = default_retry or RetryPolicy()
         self.fan_out_grace = to_seconds(fan_out_grace, "fan_out_grace")
+        self.activity_redispatch = to_seconds(activity_redispatch, "activity_redispatch")
+        self.child_poll = to_seconds(child_poll, "child_poll")
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -238,6 +248,9 @@ class WorkflowExecutor:
             store=self.store, clock=self.clock, hooks=self.hooks, lease_seconds=self.lease_seconds,
             in_place_wait=self.in_place_wait, max_payload=self.max_payload_bytes,
             default_retry=self.default_retry, send_event=self.send_event, promote=self.promote,
+            dispatch_activity=self.dispatch_activity, start_child=self.start_child,
+            notify_parent=self.notify_parent, cancel_children=self.cancel_children,
+            redispatch=self.activity_redispatch, child_poll=self.child_poll,
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -250,7 +263,12 @@ class WorkflowExecutor:
             InvalidInputError: unknown workflow type, bad id, non-JSON or oversized input, bad timeout.
             WorkflowAlreadyExistsError: a run of that id is still open.
         """
-        options = _options(options)
+        return self._start(workflow, _options(options))
+
+    def _start(self, workflow: Callable[..., Any] | str, options: WorkflowOptions, *,
+               parent: dict[str, Any] | None = None) -> WorkflowHandle:
+        """``execute``; ``parent``: the run is the child of that run's operation (its link is
+        recorded in the run's ``workflow_started`` event)."""
         type_name = workflow_name(workflow)
         definition = get_workflow(type_name)
         workflow_id = (validate_workflow_id(options.id) if options.id is not None
@@ -270,7 +288,8 @@ class WorkflowExecutor:
                 f"events: start it by sending an event it is triggered by "
                 f"({', '.join(t.event for t in definition.triggers)}), not with execute")
 
-        state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue)
+        state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue,
+                               parent=parent)
         admission = None if flow is None else flow.admission(
             type_name, flow.bindings(data, None), state.created_at, priority)
         waits = cancel_waits(definition, state) if definition.cancel_on else ()
@@ -297,9 +316,10 @@ class WorkflowExecutor:
             self.schedule_start(state.workflow_id, queue=queue)
 
     def new_state(self, workflow_type: str, workflow_id: str, input: Any, *,
-                  timeout: float | None = None, queue: str | None = None) -> WorkflowState:
+                  timeout: float | None = None, queue: str | None = None,
+                  parent: dict[str, Any] | None = None) -> WorkflowState:
         """A new run of ``workflow_type`` as ``execute`` stores it (due now, ``workflow_started``
-        recorded); ``input`` is taken as it is (already JSON)."""
+        recorded, with the ``parent`` link of a child run); ``input`` is taken as it is."""
         now = self.clock.now()
         return WorkflowState(
             workflow_id=workflow_id,
@@ -312,7 +332,9 @@ class WorkflowExecutor:
             queue=queue,
             wake_at=now,
             history=[HistoryEvent(id=1, type=EventType.WORKFLOW_STARTED, timestamp=now,
-                                  activity_name=workflow_type, input=input)],
+                                  activity_name=workflow_type, input=input,
+                                  signal_name=parent["workflow_id"] if parent else "",
+                                  signal_payload=parent)],
         )
 
     def get_handle(self, workflow_id: str) -> WorkflowHandle:
@@ -509,6 +531,65 @@ class WorkflowExecutor:
         """Hand these due runs to the workers now (``workflows_recover``): schedule each."""
         for workflow_id in workflow_ids:
             self.schedule(workflow_id)
+
+    # -- parallel steps (engine/parallel.py) ------------------------------------------------------
+
+    def dispatch_activity(self, workflow_id: str, run_id: str, op: int, *,
+                          queue: str | None = None, attempt: int = 1,
+                          attempts: list[dict[str, Any]] = (), at: datetime | None = None) -> None:
+        """Hand a started activity to a worker (``run_activity``), at ``at`` if given. The
+        default runs it in the calling thread now (a runtime with workers sends it to one)."""
+        if at is not None:
+            self.clock.sleep(max((at - self.clock.now()).total_seconds(), 0.0))
+        self.run_activity(workflow_id, run_id, op, attempt=attempt, attempts=list(attempts))
+
+    def run_activity(self, workflow_id: str, run_id: str, op: int, *, attempt: int = 1,
+                     attempts: list[dict[str, Any]] = ()) -> str:
+        """Run the started activity of operation ``op`` (what a worker does when handed one):
+        its attempts from ``attempt`` on, then its outcome to the run's inbox (see
+        ``parallel.run_started_activity``). Returns what happened, in a word."""
+        return run_started_activity(self, workflow_id, run_id, op, attempt, list(attempts))
+
+    def start_child(self, parent: dict[str, Any], workflow_type: str, child_id: str, input: Any,
+                    timeout: float | None, *, queue: str | None = None) -> str:
+        """Start the child run of ``parent``'s operation (or find the one a crashed activation
+        started: same id, same parent link); its run id.
+
+        Raises:
+            WorkflowAlreadyExistsError: ``child_id`` has an open run that is not this child.
+            InvalidInputError: a bad id, input or timeout.
+        """
+        validate_workflow_id(child_id)
+        first = self.store.history(child_id, limit=1)
+        if first and first[0].signal_payload == parent:
+            state = self.store.load(child_id, with_history=False)
+            if state is not None:
+                return state.run_id
+        handle = self._start(workflow_type, WorkflowOptions(id=child_id, input=input,
+                                                            timeout=timeout, queue=queue),
+                             parent=parent)
+        return handle.run_id
+
+    def notify_parent(self, parent: dict[str, Any], child_id: str, status: str, result: Any,
+                      error: dict | None) -> None:
+        """Tell ``parent`` that its child ``child_id`` ended (its inbox; a wake-up): nothing if
+        the parent run has ended or been replaced."""
+        name = child_inbox(parent["run_id"], parent["op"])
+        payload = {"workflow_id": child_id, "status": status, "result": result, "error": error}
+        try:
+            self.store.add_signal(parent["workflow_id"], Signal(name=name, payload=payload),
+                                  self.clock.now())
+        except (WorkflowNotFoundError, WorkflowNotRunningError):
+            return
+        self.schedule(parent["workflow_id"])
+
+    def cancel_children(self, child_ids: list[str]) -> None:
+        """Cancel these children of an ended run (those already ended are left alone)."""
+        for child_id in child_ids:
+            try:
+                self.cancel(child_id)
+            except (WorkflowNotFoundError, WorkflowNotRunningError):
+                continue
 
     # -- running --------------------------------------------------------------------------------
 

@@ -38,6 +38,10 @@ class Limits:
 
     max_payload: int | None
     default_retry: RetryPolicy
+    # Seconds after which a started activity without an outcome is handed out again, and after
+    # which a parent waiting for a child looks at the child's state itself.
+    redispatch: float = 300.0
+    child_poll: float = 300.0
 
 
 class ActivationPort(Protocol):
@@ -150,6 +154,31 @@ class ActivationPort(Protocol):
     def interrupted(self) -> BaseException | None:
         """The stop ``interrupt`` remembered in this pass, if any: every later operation raises it
         again, so workflow code that swallows a stop goes no further."""
+        ...
+
+    # -- parallel steps ----------------------------------------------------------------------------
+
+    def dispatch_activity(self, op: int, queue: str | None) -> None:
+        """Hand the started activity of operation ``op`` (its ``activity_scheduled`` event is
+        recorded) to a worker, on ``queue`` (``None``: the run's).
+
+        Raises:
+            StoreError: this runtime cannot run started activities.
+        """
+        ...
+
+    def start_child(self, op: int, workflow_type: str, child_id: str, input: Any,
+                    timeout: float | None) -> str:
+        """Start (or, after a crash, find) the child run of operation ``op``; its run id.
+
+        Raises:
+            WorkflowAlreadyExistsError: ``child_id`` is an open run of another parent.
+            InvalidInputError: a bad id, input or timeout.
+        """
+        ...
+
+    def child_state(self, child_id: str) -> Any:
+        """The child run's state as the store has it now (no history), or ``None``."""
         ...
 
     # -- queries ---------------------------------------------------------------------------------

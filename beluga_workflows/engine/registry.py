@@ -25,6 +25,7 @@ __all__ = [
     "WorkflowDefinition",
     "activity",
     "activity_definition",
+    "find_activity",
     "get_workflow",
     "registered_workflows",
     "triggered_by",
@@ -38,6 +39,8 @@ _lock = threading.Lock()
 _workflows: dict[str, WorkflowDefinition] = {}
 # Event name -> the workflows it triggers (by name), in registration order.
 _triggered: dict[str, list[str]] = {}
+# Activity name -> its definition: what a worker running a started activity looks up.
+_activities: dict[str, ActivityDefinition] = {}
 
 
 @dataclass(frozen=True)
@@ -52,6 +55,8 @@ class WorkflowDefinition:
     cancel_on: tuple[CancelOn, ...] = ()
     # Concurrency, throttle, rate limit, debounce, batch, priority (``engine/flow.py``).
     flow: FlowControl | None = None
+    # The schedules declared with ``@workflow(schedule=...)`` (``Cron`` objects).
+    schedules: tuple[Any, ...] = ()
 
     def __call__(self, ctx: Any, input: Any) -> Any:
         return self.fn(ctx, input) if self.takes_input else self.fn(ctx)
@@ -66,6 +71,8 @@ class ActivityDefinition:
     takes_input: bool
     retry: RetryPolicy | None = None
     timeout: float | None = None
+    # The Celery queue its started runs (``ctx.start_activity``) go to (``None``: the run's).
+    queue: str | None = None
 
     def __call__(self, input: Any) -> Any:
         return self.fn(input) if self.takes_input else self.fn()
@@ -106,14 +113,14 @@ def workflow(fn: F) -> F: ...
 @overload
 def workflow(*, name: str | None = None, on_event: Any = None, cancel_on: Any = None,
              concurrency: Any = None, throttle: Any = None, rate_limit: Any = None,
-             debounce: Any = None, batch: Any = None, priority: Any = None
-             ) -> Callable[[F], F]: ...
+             debounce: Any = None, batch: Any = None, priority: Any = None,
+             schedule: Any = None) -> Callable[[F], F]: ...
 
 
 def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = None,
              cancel_on: Any = None, concurrency: Any = None, throttle: Any = None,
              rate_limit: Any = None, debounce: Any = None, batch: Any = None,
-             priority: Any = None) -> Any:
+             priority: Any = None, schedule: Any = None) -> Any:
     """Register a workflow function ``fn(ctx, input)`` (or ``fn(ctx)``) under a stable name.
 
     The default name is ``"<module>.<qualname>"``. The function is returned unchanged. Registering
@@ -128,6 +135,7 @@ def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = No
             ``engine/flow.py``): a ``Concurrency`` (or a list of up to 2), a ``Throttle``, a
             ``RateLimit``, a ``Debounce``, a ``Batch``, and an expression giving the seconds
             (-600..600) by which a run moves ahead among the runs waiting for its slots.
+        schedule: a ``Cron`` or a list of them (API.md §10): runs started on a timetable.
 
     Raises:
         InvalidInputError: a bad name, trigger, ``CancelOn`` or flow-control declaration, or an
@@ -138,11 +146,12 @@ def workflow(fn: F | None = None, *, name: str | None = None, on_event: Any = No
     flow = flow_control(concurrency=concurrency, throttle=throttle, rate_limit=rate_limit,
                         debounce=debounce, batch=batch, priority=priority,
                         triggered=bool(triggers))
+    schedules = _schedules(schedule)
 
     def register(func: F) -> F:
         wf_name = _check_name(name or _default_name(func), "workflow")
         definition = WorkflowDefinition(wf_name, func, _positional_count(func) >= 2, triggers,
-                                        cancels, flow)
+                                        cancels, flow, schedules)
         with _lock:
             existing = _workflows.get(wf_name)
             if existing is not None and not _same_function(existing.fn, func):
@@ -176,6 +185,18 @@ def _triggers(on_event: Any) -> tuple[Trigger, ...]:
                 f"on_event takes event names and Trigger objects, not {type(item).__name__}")
         triggers.append(item)
     return tuple(triggers)
+
+
+def _schedules(schedule: Any) -> tuple[Any, ...]:
+    if schedule is None:
+        return ()
+    from .schedules import Cron  # the cron library is imported only by workflows with schedules
+
+    items = [schedule] if isinstance(schedule, Cron) else schedule
+    if isinstance(items, str) or not isinstance(items, Iterable) or not all(
+            isinstance(item, Cron) for item in items):
+        raise InvalidInputError("schedule must be a Cron or a list of Cron objects")
+    return tuple(items)
 
 
 def _cancels(cancel_on: Any) -> tuple[CancelOn, ...]:
@@ -215,8 +236,10 @@ def activity(
     name: str | None = None,
     retry: RetryPolicy | None = None,
     timeout: timedelta | float | None = None,
+    queue: str | None = None,
 ) -> Any:
-    """Name an activity ``fn(input)`` and give it default ``retry`` and per-attempt ``timeout``.
+    """Name an activity ``fn(input)`` and give it default ``retry``, per-attempt ``timeout`` and
+    the Celery ``queue`` its started runs (``ctx.start_activity``) go to.
 
     The function is returned unchanged and can still be called directly.
     """
@@ -224,11 +247,16 @@ def activity(
     if retry is not None and not isinstance(retry, RetryPolicy):
         raise InvalidInputError("activity retry must be a RetryPolicy")
 
+    if queue is not None and (not isinstance(queue, str) or not queue):
+        raise InvalidInputError("activity queue must be a non-empty string")
+
     def register(func: F) -> F:
         act_name = _check_name(name or _default_name(func), "activity")
-        func.__beluga_activity__ = ActivityDefinition(  # type: ignore[attr-defined]
-            act_name, func, _positional_count(func) >= 1, retry, timeout_s
-        )
+        definition = ActivityDefinition(act_name, func, _positional_count(func) >= 1, retry,
+                                        timeout_s, queue)
+        func.__beluga_activity__ = definition  # type: ignore[attr-defined]
+        with _lock:
+            _activities[act_name] = definition
         return func
 
     return register(fn) if fn is not None else register
@@ -242,6 +270,31 @@ def activity_definition(fn: Callable[..., Any]) -> ActivityDefinition:
     if not callable(fn):
         raise InvalidInputError(f"activity must be a callable, not {type(fn).__name__}")
     return ActivityDefinition(_default_name(fn), fn, _positional_count(fn) >= 1)
+
+
+def find_activity(name: str) -> ActivityDefinition:
+    """The activity a worker runs for a started activity named ``name``: one registered with
+    ``@activity`` in this process, else a module-level function of that dotted name.
+
+    Raises:
+        InvalidInputError: no such activity here.
+    """
+    with _lock:
+        definition = _activities.get(name)
+    if definition is not None:
+        return definition
+    module_name, _, attr = name.rpartition(".")
+    try:
+        import importlib
+
+        fn: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError, ValueError):
+        raise InvalidInputError(
+            f"activity {name!r} is not registered in this worker: decorate it with "
+            f"@activity and import its module here") from None
+    return activity_definition(fn)
 
 
 def workflow_name(wf: Callable[..., Any] | str) -> str:

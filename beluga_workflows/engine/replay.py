@@ -32,6 +32,10 @@ OPERATION_KIND = {
     EventType.EVENT_RECEIVED: "event",
     EventType.EVENT_TIMED_OUT: "event",
     EventType.EVENT_SENT: "send_event",
+    EventType.ACTIVITY_SCHEDULED: "started activity",
+    EventType.CHILD_WORKFLOW_STARTED: "child",
+    EventType.CHILD_WORKFLOW_COMPLETED: "child",
+    EventType.CHILD_WORKFLOW_FAILED: "child",
 }
 
 

@@ -54,6 +54,23 @@ class RetryPolicy:
         """The defaults: 3 attempts, 0.1 s initial interval, coefficient 2.0, capped at 10 s."""
         return cls()
 
+    def to_dict(self) -> dict:
+        """The policy as JSON-ready data (error classes by qualified name); ``from_dict`` reads it."""
+        return {"max_attempts": self.max_attempts, "initial_interval": self.initial_interval,
+                "backoff_coefficient": self.backoff_coefficient,
+                "max_interval": self.max_interval,
+                "non_retryable_errors": [k if isinstance(k, str) else f"{k.__module__}.{k.__qualname__}"
+                                         for k in self.non_retryable_errors]}
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RetryPolicy:
+        """The policy of ``to_dict``'s data."""
+        return cls(max_attempts=data.get("max_attempts", 3),
+                   initial_interval=data.get("initial_interval", _DEFAULT_INITIAL),
+                   backoff_coefficient=data.get("backoff_coefficient", _DEFAULT_BACKOFF),
+                   max_interval=data.get("max_interval", _DEFAULT_MAX_INTERVAL),
+                   non_retryable_errors=tuple(data.get("non_retryable_errors") or ()))
+
     def interval(self, attempt: int, rand: random.Random | None = None) -> float:
         """Seconds to wait after failed attempt number ``attempt`` (1-based) before the next one."""
         try:

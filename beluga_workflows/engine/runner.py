@@ -37,6 +37,7 @@ from .errors import (
 from .events import Event, EventWait, SendResult
 from .hooks import Hooks
 from .lease import lease_keeper
+from .parallel import final_event, parent_of
 from .registry import WorkflowDefinition, get_workflow
 from .replay import index_by_op, returned_early_error
 from .retry import RetryPolicy
@@ -79,6 +80,16 @@ class RunnerConfig:
     send_event: Callable[[Event], SendResult] | None = None
     # The promotion pass run after an end freed concurrency slots (the executor's ``promote``).
     promote: Callable[[list[tuple[str, str, str]]], Any] | None = None
+    # Parallel steps (parallel.py): hand a started activity to a worker (workflow id, run id,
+    # op, queue); start a child run (parent link, type, child id, input, timeout -> run id);
+    # tell a parent its child ended (parent link, child id, status, result, error); cancel
+    # open children (their ids). ``None``: this runtime cannot.
+    dispatch_activity: Callable[..., Any] | None = None
+    start_child: Callable[..., str] | None = None
+    notify_parent: Callable[..., Any] | None = None
+    cancel_children: Callable[[list[str]], Any] | None = None
+    redispatch: float = 300.0
+    child_poll: float = 300.0
 
 
 @dataclass
@@ -131,7 +142,8 @@ class Activation:
         self.in_place_wait = config.in_place_wait
         self.info = RunInfo(state.workflow_id, state.run_id, state.workflow_type, state.created_at,
                             state.input)
-        self.limits = Limits(config.max_payload, config.default_retry)
+        self.limits = Limits(config.max_payload, config.default_retry, config.redispatch,
+                             config.child_poll)
         self.ops, self.cancel_op = index_by_op(state.history)
         self.last_op = max(self.ops, default=0)
         self.next_id = (state.history[-1].id + 1) if state.history else 1
@@ -287,6 +299,36 @@ class Activation:
         """Keep ``fn`` as the handler of query ``name``."""
         self.query_handlers[name] = fn
 
+    def dispatch_activity(self, op: int, queue: str | None) -> None:
+        """Hand the started activity of ``op`` to the runtime's workers (``RunnerConfig``).
+
+        Raises:
+            StoreError: the runtime cannot run started activities.
+        """
+        if self.config.dispatch_activity is None:
+            raise StoreError("this runtime cannot run started activities")
+        self.config.dispatch_activity(self.info.workflow_id, self.info.run_id, op,
+                                      queue=queue or self.state.queue or None)
+
+    def start_child(self, op: int, workflow_type: str, child_id: str, input: Any,
+                    timeout: float | None) -> str:
+        """Start (or find, after a crash) the child run of ``op`` through the executor."""
+        if self.config.start_child is None:
+            raise StoreError("this runtime cannot start child workflows")
+        parent = {"workflow_id": self.info.workflow_id, "run_id": self.info.run_id, "op": op}
+        try:
+            return self.config.start_child(parent, workflow_type, child_id, input, timeout,
+                                           queue=self.state.queue or None)
+        except WorkflowError:
+            raise
+        except Exception as exc:
+            raise StoreDown() from exc
+
+    def child_state(self, child_id: str) -> WorkflowState | None:
+        """The child run as the store has it now (no history)."""
+        with _writing():
+            return self.store.load(child_id, with_history=False)
+
     # -- the LeaseHolder (see lease.py) -----------------------------------------------------------
 
     def renew_lease(self, until: datetime) -> bool:
@@ -413,6 +455,28 @@ class Activation:
                    and not any(e.type in ended for e in events)
                    for events in self.ops.values() if events)
 
+    def _ended_relatives(self, status: WorkflowStatus, result: Any, error: dict | None) -> None:
+        """After the end write: tell the parent (a wake-up; it also reads this run's state),
+        and cancel the children still open. Failures are logged: the parent reads the child's
+        state itself when it looks again."""
+        parent = parent_of(self.state.history)
+        if parent is not None and self.config.notify_parent is not None:
+            try:
+                self.config.notify_parent(parent, self.info.workflow_id, status.value, result,
+                                          error)
+            except Exception:
+                logger.exception("could not tell parent %s that %s ended",
+                                 parent["workflow_id"], self.info.workflow_id)
+        children = [events[0].signal_name for events in self.ops.values()
+                    if events and events[0].type is EventType.CHILD_WORKFLOW_STARTED
+                    and final_event(events) is None]
+        if children and self.config.cancel_children is not None:
+            try:
+                self.config.cancel_children(children)
+            except Exception:
+                logger.exception("could not cancel the open children of %s",
+                                 self.info.workflow_id)
+
     def _fail(self, exc: BaseException) -> ActivationResult:
         return self._end(WorkflowStatus.FAILED, error=describe_exception(exc), exc=exc)
 
@@ -429,6 +493,7 @@ class Activation:
             except Exception:  # the sweep's promotion pass does it later
                 logger.exception("could not promote the runs waiting for the slots %s freed",
                                  self.info.workflow_id)
+        self._ended_relatives(status, result, error)
         wf_id = self.info.workflow_id
         if status is WorkflowStatus.COMPLETED:
             self.fire("on_workflow_complete", wf_id, result)

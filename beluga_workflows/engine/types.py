@@ -88,6 +88,14 @@ class EventType(str, enum.Enum):
     EVENT_RECEIVED = "event_received"
     EVENT_TIMED_OUT = "event_timed_out"
     EVENT_SENT = "event_sent"
+    # ctx.start_activity: the activity handed to a worker (its input and options in ``input``,
+    # ``fire_at`` when to hand it out again if no outcome came); its attempts and outcome are
+    # the usual activity events of the same operation. ctx.start_child: the child run started
+    # (``signal_name`` its workflow id, ``result`` its run id) and how it ended.
+    ACTIVITY_SCHEDULED = "activity_scheduled"
+    CHILD_WORKFLOW_STARTED = "child_workflow_started"
+    CHILD_WORKFLOW_COMPLETED = "child_workflow_completed"
+    CHILD_WORKFLOW_FAILED = "child_workflow_failed"
 
     def __str__(self) -> str:
         return self.value

@@ -18,6 +18,10 @@ How a run reaches a worker:
 Every message is only a hint: ``run_workflow`` on a run that is ended, leased by another worker or
 not yet due does no harm, so a duplicate costs a database round trip or a fast replay.
 
+A started activity (``ctx.start_activity``) is a ``beluga_workflows.run_activity`` task of its own,
+on any worker (on its queue, if it has one); it delivers its outcome to the run's inbox and wakes
+the run, which holds no worker meanwhile.
+
 A debounce or batch group's firing is a ``beluga_workflows.fire_event_groups`` task sent with a
 countdown to the group's due time (and done by the sweep for a group whose message was lost).
 
@@ -46,7 +50,7 @@ from ..conf import workflow_settings
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
 
-__all__ = ["FAN_OUT_TASK", "FIRE_GROUPS_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
+__all__ = ["ACTIVITY_TASK", "FAN_OUT_TASK", "FIRE_GROUPS_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
 
 logger = logging.getLogger("beluga_workflows.celery")
 
@@ -55,6 +59,7 @@ RUN_TASK = "beluga_workflows.run_workflow"
 RECOVER_TASK = "beluga_workflows.recover_workflows"
 FAN_OUT_TASK = "beluga_workflows.fan_out_event"
 FIRE_GROUPS_TASK = "beluga_workflows.fire_event_groups"
+ACTIVITY_TASK = "beluga_workflows.run_activity"
 
 
 class CeleryExecutor(WorkflowExecutor):
@@ -173,6 +178,29 @@ class CeleryExecutor(WorkflowExecutor):
         """Send ``fan_out_event(event_id)`` after the current transaction commits (the event is
         stored in it); a message that cannot be sent is logged: the sweep sends it later."""
         self._after_commit(functools.partial(self._send_fan_out, event_id))
+
+    def dispatch_activity(self, workflow_id: str, run_id: str, op: int, *,
+                          queue: str | None = None, attempt: int = 1,
+                          attempts: list = (), at: datetime | None = None) -> None:
+        """Send ``run_activity`` for the started activity once the current transaction commits,
+        on ``queue`` (else the default one), with a countdown to ``at`` if given. A message that
+        cannot be sent is logged: the run hands the activity out again when it is due."""
+        countdown = None if at is None else max((at - self.clock.now()).total_seconds(), 0.0)
+        self._after_commit(functools.partial(
+            self._send_activity, (workflow_id, run_id, op, attempt, list(attempts)), queue,
+            countdown))
+
+    def _send_activity(self, args: tuple, queue: str | None, countdown: float | None) -> None:
+        options: dict[str, Any] = {"ignore_result": True}
+        if queue:
+            options["queue"] = queue
+        if countdown:
+            options["countdown"] = countdown
+        try:
+            self.app.send_task(ACTIVITY_TASK, args=args, **options)
+        except Exception:
+            logger.exception("could not send %s for %r; the run hands it out again when due",
+                             ACTIVITY_TASK, args[:3])
 
     def schedule_groups(self, at: datetime) -> None:
         """Send ``fire_event_groups`` with a countdown to ``at`` (a debounce or batch group's due

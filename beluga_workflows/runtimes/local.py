@@ -9,6 +9,7 @@ sender's transaction (if any) commits.
 
 from __future__ import annotations
 
+import functools
 import heapq
 import itertools
 import logging
@@ -68,6 +69,29 @@ class LocalExecutor(WorkflowExecutor):
                 return
             self._queued.add(workflow_id)
         self._pool.submit(self._activate, workflow_id)
+
+    def dispatch_activity(self, workflow_id: str, run_id: str, op: int, *,
+                          queue: str | None = None, attempt: int = 1,
+                          attempts: list = (), at: datetime | None = None) -> None:
+        """Run the started activity on the thread pool (at ``at``: from the timer heap)."""
+        task = functools.partial(self._run_activity, workflow_id, run_id, op, attempt,
+                                 list(attempts))
+        with self._lock:
+            if self._closed:
+                return
+            if at is not None and at > self.clock.now():
+                heapq.heappush(self._timers, (at, next(self._seq), task))
+                self._lock.notify()
+                return
+        self._pool.submit(task)
+
+    def _run_activity(self, workflow_id: str, run_id: str, op: int, attempt: int,
+                      attempts: list) -> None:
+        try:
+            self.run_activity(workflow_id, run_id, op, attempt=attempt, attempts=attempts)
+        except Exception:
+            logger.exception("started activity %s of %s failed to run; it is handed out again "
+                             "when due", op, workflow_id)
 
     def schedule_groups(self, at: datetime) -> None:
         """Put the firing of due event groups on the timer thread's heap for ``at``."""
@@ -134,6 +158,8 @@ class LocalExecutor(WorkflowExecutor):
             for workflow_id in due:
                 if workflow_id is _FIRE_GROUPS:
                     self._pool.submit(self._fire_groups)
+                elif callable(workflow_id):  # a started activity's retry
+                    self._pool.submit(workflow_id)
                 else:
                     self.schedule(workflow_id)
             if time.monotonic() >= next_sweep:
