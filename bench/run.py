@@ -7,11 +7,15 @@ Run ``bin/bench`` (it starts PostgreSQL and Redis when they are not running, the
    it; empties Redis database 12 (``BENCH_REDIS_URL``), the broker and result backend of this run;
 2. starts Celery beat and 2 worker processes (``--pool prefork --concurrency 1`` each, as the
    Celery integration tests do) under ``bench.settings``; the baseline tasks run on the same ones;
-3. measures W1 (10 trivial activities: sequential latency, then 2,000 at once), W2 (signal sent to
-   workflow completed), W3 (500 durable 1 s sleeps), W4 (event sent to the run waiting for it
-   completed: the event's fan-out task, then the run's), worker memory over 20,000 workflows, the
-   replay of a run with 10,000 recorded steps and the admin and API list pages at 100,000 runs,
-   and the baseline (a chain of 10 trivial Celery tasks; a 1 s countdown for W3);
+3. measures W1 (10 trivial activities: sequential latency, then 2,000 at once), W1c (the same
+   workflow declared with ``Concurrency(1000)``: a slot row taken and freed per run; measured
+   alternately with W1 on the same workers, latency interleaved run by run, throughput in
+   batches W1, W1c | W1c, W1 | ..., for the ratio of their costs; then a check that every slot
+   was freed), W2 (signal sent to workflow completed), W3 (500 durable 1 s sleeps), W4 (event
+   sent to the run waiting for it completed: the event's fan-out task, then the run's), worker
+   memory over 20,000 workflows, the replay of a run with 10,000 recorded steps and the admin
+   and API list pages at 100,000 runs, and the baseline (a chain of 10 trivial Celery tasks; a
+   1 s countdown for W3);
 4. prints one table and writes every figure to ``var/bench/results-<time>.json``.
 
 Times are wall-clock on this machine, so the load of other processes shows in them: the table's
@@ -41,10 +45,17 @@ REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
 QUEUE = "beluga-bench"
 WORKERS = 2
 
-FULL = {"w1_latency": 200, "w1_throughput": 2000, "w2": 100, "w3": 500, "w4": 100,
+# w1c_*: the W1 / W1c comparison: rounds (each: W1 and W1c, their order alternating), and per
+# round and variant that many sequential runs (latency), then that many at once (throughput; at
+# most W1c's limit of 1000, so no W1c run ever waits for a slot).
+FULL = {"w1_latency": 200, "w1_throughput": 2000, "w1c_rounds": 4, "w1c_latency": 50,
+        "w1c_throughput": 500, "w2": 100, "w3": 500, "w4": 100,
         "memory": 20000, "replay_steps": 10000, "list_rows": 100000, "list_requests": 40}
-QUICK = {"w1_latency": 50, "w1_throughput": 400, "w2": 30, "w3": 100, "w4": 30, "memory": 2000,
+QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency": 15,
+         "w1c_throughput": 150, "w2": 30, "w3": 100, "w4": 30, "memory": 2000,
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
+# W1c may cost at most this much more than W1 (the flow-control issue's requirement).
+W1C_MAX_RATIO = 1.15
 
 
 # -- plumbing -----------------------------------------------------------------------------------
@@ -239,6 +250,7 @@ class Bench:
         self.executor = get_executor()
         self.store = self.executor.store
         self.results: dict[str, Any] = {}
+        self.last_submitted_s = 0.0  # how long the last w1_throughput took to submit its runs
 
     def execute(self, workflow_type: str, data: Any, workflow_id: str):
         from beluga_workflows import WorkflowOptions
@@ -273,29 +285,121 @@ class Bench:
 
     # W1 ---------------------------------------------------------------------------------------
 
+    def w1_sequential(self, workflow_type: str, n: int, id_prefix: str) -> list[float]:
+        """``n`` runs one after the other: ms from start to result of each."""
+        times = []
+        for k in range(n):
+            started = time.perf_counter()
+            self.execute(workflow_type, 10, f"{id_prefix}-{k:05d}").result(timeout=60)
+            times.append((time.perf_counter() - started) * 1000)
+        return times
+
     def w1_latency(self) -> None:
         n = self.sizes["w1_latency"]
         for k in range(20):  # warm-up: connections, imports, caches
             self.execute("bench.w1", 10, f"w1w-{k}").result(timeout=60)
-        times = []
-        for k in range(n):
-            started = time.perf_counter()
-            self.execute("bench.w1", 10, f"w1l-{k:05d}").result(timeout=60)
-            times.append((time.perf_counter() - started) * 1000)
+        times = self.w1_sequential("bench.w1", n, "w1l")
         self.results["w1_latency_ms"] = summary(times)
         say(f"W1 latency: median {statistics.median(times):.1f} ms, p99 {pct(times, .99):.1f} ms")
 
-    def w1_throughput(self, count: int, id_prefix: str) -> float:
+    def w1_throughput(self, count: int, id_prefix: str, workflow_type: str = "bench.w1",
+                      label: str = "W1", after_submit: Callable[[], None] | None = None) -> float:
         started = time.time()
         for k in range(count):
-            self.execute("bench.w1", 10, f"{id_prefix}-{k:06d}")
+            self.execute(workflow_type, 10, f"{id_prefix}-{k:06d}")
         submitted = time.time() - started
+        self.last_submitted_s = submitted
+        if after_submit is not None:
+            after_submit()
         self.wait_ended(id_prefix, count, timeout=max(120, count / 5))
         _, span = self.ended_span(id_prefix, started)
         rate = count / span
-        say(f"W1 throughput: {count} workflows in {span:.2f} s = {rate:.0f} wf/s "
+        say(f"{label} throughput: {count} workflows in {span:.2f} s = {rate:.0f} wf/s "
             f"(submitted in {submitted:.2f} s)")
         return rate
+
+    def w1_concurrency(self) -> None:
+        """W1c (``bench.w1c``: W1's body with ``Concurrency(1000)``) against plain W1, measured
+        alternately on the same workers. Each round: ``w1c_latency`` sequential runs of each,
+        interleaved run by run (W1, W1c, W1c, W1, ...), then ``w1c_throughput`` at once of W1,
+        then of W1c (of W1c then W1 when the round is odd). Latencies are the medians of all the
+        runs, throughputs the medians of the rounds, so a slow minute of the machine hits both
+        variants; at the end no ``ConcurrencySlot`` (nor ``ConcurrencyWaiter``) row may be
+        left."""
+        from beluga_workflows.models import ConcurrencySlot, ConcurrencyWaiter
+        from bench.workflows import W1C_LIMIT
+
+        rounds = self.sizes["w1c_rounds"]
+        n, count = self.sizes["w1c_latency"], self.sizes["w1c_throughput"]
+        if count > W1C_LIMIT:
+            raise SystemExit(f"bench: w1c_throughput {count} > the W1c limit {W1C_LIMIT}: "
+                             "runs would wait for slots")
+        phase_started = time.monotonic()
+        for k in range(20):  # warm-up of the new type (W1's was warmed up before)
+            self.execute("bench.w1c", 10, f"w1cw-{k}").result(timeout=60)
+        types = {"W1": "bench.w1", "W1c": "bench.w1c"}
+        latency: dict[str, list[float]] = {v: [] for v in types}
+        round_medians: dict[str, list[float]] = {v: [] for v in types}
+        rates: dict[str, list[float]] = {v: [] for v in types}
+        submits: dict[str, list[float]] = {v: [] for v in types}
+        slots_open: list[int] = []
+        orders = []
+        for r in range(rounds):
+            order = ("W1", "W1c") if r % 2 == 0 else ("W1c", "W1")
+            orders.append(", ".join(order))
+            times: dict[str, list[float]] = {v: [] for v in types}
+            for k in range(n):  # latency: interleaved run by run
+                for variant in order if k % 2 == 0 else order[::-1]:
+                    times[variant] += self.w1_sequential(
+                        types[variant], 1, f"cmp{r}-{variant.lower()}-l{k:05d}")
+            for variant in order:
+                latency[variant] += times[variant]
+                round_medians[variant].append(statistics.median(times[variant]))
+            for variant in order:
+                tag = f"cmp{r}-{variant.lower()}"
+                peek = None
+                if variant == "W1c":  # the runs do hold slots while open
+                    def peek() -> None:
+                        slots_open.append(ConcurrencySlot.objects.count())
+                rates[variant].append(self.w1_throughput(
+                    count, f"{tag}-t", types[variant], f"{variant} (round {r + 1}/{rounds}, "
+                    f"latency median {statistics.median(times[variant]):.1f} ms)",
+                    after_submit=peek))
+                submits[variant].append(self.last_submitted_s)
+        slots_after = ConcurrencySlot.objects.count()
+        waiters_after = ConcurrencyWaiter.objects.count()
+        figures: dict[str, Any] = {}
+        for variant in types:
+            figures[variant] = {
+                "latency_ms": summary(latency[variant]),
+                "latency_round_medians_ms": round_medians[variant],
+                "throughput_rounds": rates[variant],
+                "throughput_median": statistics.median(rates[variant]),
+                "throughput_best": max(rates[variant]),
+                "submitted_s_rounds": submits[variant],
+            }
+        w1, w1c = figures["W1"], figures["W1c"]
+        result = {
+            "rounds": rounds, "orders": orders, "latency_runs": n, "throughput_runs": count,
+            "limit": W1C_LIMIT, **figures,
+            # The cost of a workflow is the time it takes: 1 / throughput.
+            "cost_ratio": w1["throughput_median"] / w1c["throughput_median"],
+            "cost_ratio_best": w1["throughput_best"] / w1c["throughput_best"],
+            "cost_ratio_rounds": [a / b for a, b in zip(rates["W1"], rates["W1c"], strict=True)],
+            "latency_ratio_rounds": [b / a for a, b in zip(round_medians["W1"],
+                                                           round_medians["W1c"], strict=True)],
+            "latency_ratio": w1c["latency_ms"]["median"] / w1["latency_ms"]["median"],
+            "slots_open_after_submit": slots_open,
+            "slots_after": slots_after, "waiters_after": waiters_after,
+            "elapsed_s": time.monotonic() - phase_started,
+        }
+        self.results["w1c"] = result
+        say(f"W1c = W1 + Concurrency({W1C_LIMIT}): {w1c['throughput_median']:.0f} wf/s, "
+            f"{w1c['latency_ms']['median']:.1f} ms median; W1 alternated with it: "
+            f"{w1['throughput_median']:.0f} wf/s, {w1['latency_ms']['median']:.1f} ms; cost "
+            f"{result['cost_ratio']:.2f}x W1's (latency {result['latency_ratio']:.2f}x); "
+            f"ConcurrencySlot rows left: {slots_after} (waiters {waiters_after}); "
+            f"{result['elapsed_s']:.0f} s")
 
     def baseline_w1(self) -> None:
         from celery import chain
@@ -568,6 +672,27 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
         rows.append([f"W1 throughput sustained ({r['memory_workflows']} wf)", "-", "-",
                      f"{r['memory_sustained_wf_s']:.0f} wf/s", ">= 150 wf/s", "-", "-",
                      met(r["memory_sustained_wf_s"] >= 150)])
+    c = r.get("w1c")
+    if c:
+        cw1, cw1c = c["W1"], c["W1c"]
+        alternated = f"{c['rounds']} rounds alternated"
+        rows.append([f"W1 latency, {alternated} with W1c ({c['rounds']} x {c['latency_runs']})",
+                     ms(cw1["latency_ms"]["median"]), ms(cw1["latency_ms"]["p99"]), "-", "-",
+                     "-", "-", "-"])
+        rows.append([f"W1c latency (W1 + Concurrency({c['limit']}))",
+                     ms(cw1c["latency_ms"]["median"]), ms(cw1c["latency_ms"]["p99"]), "-",
+                     f"median <= {W1C_MAX_RATIO:.2f}x W1's", "-", "-",
+                     f"{met(c['latency_ratio'] <= W1C_MAX_RATIO)} ({c['latency_ratio']:.2f}x)"])
+        rows.append([f"W1 throughput, {alternated} with W1c ({c['rounds']} x "
+                     f"{c['throughput_runs']} wf)", "-", "-",
+                     f"{cw1['throughput_median']:.0f} wf/s", "-", "-", "-", "-"])
+        rows.append([f"W1c throughput (W1 + Concurrency({c['limit']}))", "-", "-",
+                     f"{cw1c['throughput_median']:.0f} wf/s",
+                     f"cost <= {W1C_MAX_RATIO:.2f}x W1's", "-", "-",
+                     f"{met(c['cost_ratio'] <= W1C_MAX_RATIO)} ({c['cost_ratio']:.2f}x)"])
+        rows.append(["ConcurrencySlot rows left after W1c", str(c["slots_after"]), "-", "-",
+                     "0 (all freed)", "-", "-", met(c["slots_after"] == 0
+                                                    and c["waiters_after"] == 0)])
     w2 = r["w2_ms"]
     rows.append(["W2 signal sent -> completed", ms(w2["median"]), ms(w2["p99"]), "-",
                  "median <= 10 ms", "- (no signals)", "-", met(w2["median"] <= 10)])
@@ -606,6 +731,48 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def w1c_text(c: dict[str, Any], elapsed: float) -> str:
+    """The W1 / W1c comparison in words, with the figures of every round."""
+    w1, w1c = c["W1"], c["W1c"]
+
+    def rounds(values: list[float], fmt: str) -> str:
+        return " / ".join(format(v, fmt) for v in values)
+
+    return (
+        f"W1 + Concurrency({c['limit']}) (W1c): {w1c['throughput_median']:.0f} wf/s, "
+        f"{w1c['latency_ms']['median']:.1f} ms median, {c['cost_ratio']:.2f}x the cost of W1 "
+        f"(W1 in the same run: {w1['throughput_median']:.0f} wf/s, "
+        f"{w1['latency_ms']['median']:.1f} ms median; latency {c['latency_ratio']:.2f}x; "
+        f"requirement: <= {W1C_MAX_RATIO:.2f}x).\n"
+        f"Measured alternately on the same workers in {c['rounds']} rounds; each round "
+        f"{c['latency_runs']} sequential runs of each variant, interleaved run by run "
+        f"(latency), then {c['throughput_runs']} at once of one variant, then of the other "
+        f"(throughput; order {' | '.join(c['orders'])}). Throughputs are the medians of the "
+        f"rounds, latencies the medians of all {c['rounds'] * c['latency_runs']} runs of a "
+        f"variant; the cost ratio is W1's median throughput / W1c's.\n"
+        f"  throughput per round: W1 {rounds(w1['throughput_rounds'], '.0f')}, "
+        f"W1c {rounds(w1c['throughput_rounds'], '.0f')} wf/s; cost ratio per round "
+        f"{rounds(c['cost_ratio_rounds'], '.2f')} (median "
+        f"{statistics.median(c['cost_ratio_rounds']):.2f}); best-of: W1 "
+        f"{w1['throughput_best']:.0f}, W1c {w1c['throughput_best']:.0f} wf/s = "
+        f"{c['cost_ratio_best']:.2f}x\n"
+        f"  submitting the {c['throughput_runs']} runs (the client's starts, one process) took "
+        f"per round: W1 {rounds(w1['submitted_s_rounds'], '.2f')} of "
+        f"{rounds([c['throughput_runs'] / x for x in w1['throughput_rounds']], '.2f')} s, "
+        f"W1c {rounds(w1c['submitted_s_rounds'], '.2f')} of "
+        f"{rounds([c['throughput_runs'] / x for x in w1c['throughput_rounds']], '.2f')} s "
+        f"(submission to last end)\n"
+        f"  latency median per round: W1 {rounds(w1['latency_round_medians_ms'], '.1f')}, "
+        f"W1c {rounds(w1c['latency_round_medians_ms'], '.1f')} ms; ratio per round "
+        f"{rounds(c['latency_ratio_rounds'], '.2f')}\n"
+        f"  ConcurrencySlot rows while W1c runs were open (just after each submission): "
+        f"{rounds(c['slots_open_after_submit'], 'd')}; after the variant: {c['slots_after']} "
+        f"(ConcurrencyWaiter rows: {c['waiters_after']}) -> "
+        f"{'all slots freed' if c['slots_after'] == 0 else 'SLOTS LEFT'}\n"
+        f"  the comparison took {c['elapsed_s']:.0f} s of the run's {elapsed:.0f} s "
+        f"(the run without it: about {elapsed - c['elapsed_s']:.0f} s)")
 
 
 # -- Django's default settings -----------------------------------------------------------------
@@ -692,6 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         done = 20 + sizes["w1_latency"]
         results["w1_throughput"] = bench.w1_throughput(sizes["w1_throughput"], "w1t")
         done += sizes["w1_throughput"]
+        bench.w1_concurrency()  # not counted in `done`: the memory pass runs as before
         bench.w2()
         bench.w4()
         bench.w3()
@@ -732,6 +900,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"\nW1 throughput with workers on Django's default settings ({', '.join(f'{k}={v}' for k, v in d['settings'].items())}): "
               f"{d['w1_throughput']:.0f} wf/s = {d['ratio']:.0%} of the tuned settings' "
               f"{d['tuned_before']:.0f} / {d['tuned_after']:.0f} wf/s (measured before and after)")
+    if "w1c" in results:
+        print("\n" + w1c_text(results["w1c"], results["elapsed_s"]))
     print(f"\nfigures: {out.relative_to(REPO)}")
     return 0
 

@@ -7,7 +7,7 @@ import time
 
 from celery import shared_task
 
-from beluga_workflows import WorkflowContext, activity, workflow
+from beluga_workflows import Concurrency, WorkflowContext, activity, workflow
 
 READY_KEY = "beluga-bench:ready"
 
@@ -25,13 +25,28 @@ def step(i: int) -> int:
     return i
 
 
-@workflow(name="bench.w1")
-def w1(ctx: WorkflowContext, steps: int) -> int:
-    """W1: ``steps`` trivial activities in a row (the replay measurement runs 10,000)."""
+def _steps(ctx: WorkflowContext, steps: int) -> int:
     total = 0
     for i in range(steps):
         total += ctx.execute_activity(step, i)
     return total
+
+
+@workflow(name="bench.w1")
+def w1(ctx: WorkflowContext, steps: int) -> int:
+    """W1: ``steps`` trivial activities in a row (the replay measurement runs 10,000)."""
+    return _steps(ctx, steps)
+
+
+# The limit W1c declares; the bench never has more W1c runs open at once, so none waits.
+W1C_LIMIT = 1000
+
+
+@workflow(name="bench.w1c", concurrency=Concurrency(W1C_LIMIT))
+def w1c(ctx: WorkflowContext, steps: int) -> int:
+    """W1c: W1's body, declared with ``Concurrency(1000)``: each run takes a ``ConcurrencySlot``
+    row in the write that starts it and frees it in the write that ends it."""
+    return _steps(ctx, steps)
 
 
 @workflow(name="bench.w2")

@@ -104,9 +104,20 @@ class DjangoFlowControl:
                                          workflow_id=state.workflow_id)
                 for bucket, limit in admission.slots])
 
+    def _insert_run(self, state: WorkflowState) -> None:
+        """Store the new run (inside the caller's transaction), replacing an ended run of its id."""
+        self._replace_ended(state)
+
     def _take_slots(self, state: WorkflowState, admission: Admission, now: datetime) -> bool:
         """Take a slot of each bucket (all or none); ``False``, with ``state`` marked waiting,
         when one is full or has waiters already (they go first)."""
+        if len(admission.slots) == 1:  # nothing to roll back if it is full
+            (bucket, limit), = admission.slots
+            in_use = self._take_slot(bucket, limit, state.run_id, state.workflow_id, now,
+                                     behind_waiters=True)
+            if in_use is not None:
+                admission.mark_waiting(state, bucket, in_use, limit)
+            return in_use is None
         try:
             with transaction.atomic(using=self.using):
                 for bucket, limit in admission.slots:
@@ -198,6 +209,8 @@ class DjangoFlowControl:
         waiter (at most ``limit`` in all)."""
         promoted: list[tuple[str, str]] = []
         for bucket in sorted(set(buckets)):
+            if not self._waiters.filter(**_bucket_filter(bucket)).exists():
+                continue  # the usual end: nobody waits (one read, no transaction)
             while len(promoted) < limit:
                 with transaction.atomic(using=self.using):
                     outcome = self._promote_one(bucket, now)
@@ -438,7 +451,7 @@ class DjangoFlowControl:
 
         if admission is not None:
             self._admit(state, admission)
-        self._replace_ended(state)
+        self._insert_run(state)
         if waits:
             self._event_waits.bulk_create([_wait_row(w) for w in waits])
 

@@ -40,6 +40,8 @@ from django.db.models import Field, JSONField
 from django.utils.functional import cached_property
 
 from ... import models
+from ...engine.events import EventWait
+from ...engine.flow import Admission
 from ...engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
 from ..base import RunEnd, RunWatch, check_history, guarded, lease_lost
 from .orm import DjangoStore
@@ -131,6 +133,8 @@ class PostgresStatements:
                                                           *models.PendingSignal._meta.fields,
                                                           *WAIT_FIELDS]}
         self.wait_table = qn(models.EventWait._meta.db_table)
+        self.slot_table = qn(models.ConcurrencySlot._meta.db_table)
+        self.waiter_table = qn(models.ConcurrencyWaiter._meta.db_table)
         self.wait_columns = ", ".join(qn(f.column) for f in WAIT_FIELDS)
         self.preps = {f: self._prep_for(f) for f in self.types}
         # The same, by name (a Field's hash is computed in Python: slow on the hot path).
@@ -298,6 +302,46 @@ class PostgresStatements:
         with self._cursor() as cursor:
             self._execute(cursor, text, params)
 
+    def create_in_slot(self, row: models.WorkflowState, events: list[HistoryEvent],
+                       bucket: tuple[str, str, str], limit: int) -> bool:
+        """Insert a new run and its first events with the lowest free slot of ``bucket``, in one
+        statement, when no run waits for the bucket and a slot number below ``limit`` is free;
+        ``False`` (nothing written) otherwise, or when a concurrent start took that number.
+
+        Raises:
+            IntegrityError: the id already has a run (the caller replaces an ended one).
+        """
+        key = ("create_in_slot", len(events))
+        text = self.texts.get(key)
+        if text is None:
+            columns = ", ".join(self.run_fields[name].column for name in self.all)
+            placeholders = ", ".join(self._r(name) for name in self.all)
+            same = ("workflow_type = CAST(%(b_type)s AS varchar) AND scope = CAST(%(b_scope)s AS "
+                    "varchar) AND key = CAST(%(b_key)s AS varchar)")
+            text = (
+                f"WITH free AS (SELECT n FROM generate_series(0, CAST(%(b_limit)s AS integer) - 1)"
+                f" AS n WHERE NOT EXISTS (SELECT 1 FROM {self.waiter_table} WHERE {same}) "
+                f"AND NOT EXISTS (SELECT 1 FROM {self.slot_table} WHERE {same} AND slot = n) "
+                f"ORDER BY n LIMIT 1), "
+                f"slot AS (INSERT INTO {self.slot_table} (workflow_type, scope, key, slot, "
+                f"slot_limit, run_id, workflow_id, taken_at) SELECT %(b_type)s, %(b_scope)s, "
+                f"%(b_key)s, n, %(b_limit)s, {self._r('run_id')}, {self._r('workflow_id')}, "
+                f"{self._r('created_at')} FROM free ON CONFLICT DO NOTHING RETURNING slot), "
+                f"run AS (INSERT INTO {self.run_table} ({columns}) SELECT {placeholders} "
+                f"FROM slot RETURNING run_id)")
+            if events:
+                rows = ["(" + ", ".join(self._p(f, f"e{i}_{f.name}") for f in _EVENT_FIELDS) + ")"
+                        for i in range(len(events))]
+                text += (f", events AS (INSERT INTO {self.event_table} (run_id, "
+                         f"{self.event_columns}) SELECT run.run_id, v.* FROM run CROSS JOIN "
+                         f"(VALUES {', '.join(rows)}) AS v)")
+            text += " SELECT run_id FROM run"
+            self.texts[key] = text
+        params = self._run_params(**{name: getattr(row, name) for name in self.all})
+        params.update(b_type=bucket[0], b_scope=bucket[1], b_key=bucket[2], b_limit=limit)
+        self._event_params(params, events)
+        return self._fetch(text, params) is not None
+
     def _event_params(self, params: dict[str, Any], events: list[HistoryEvent]) -> None:
         for i, event in enumerate(events):
             values = event_values(event)
@@ -377,8 +421,9 @@ class PostgresStatements:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
+        release = end is not None and end.release
         key = ("append", tuple(changes), len(events), consume_signal is not None,
-               suspend is not None)
+               suspend is not None, release)
         if add_waits or drop_waits:  # a checkpoint of events (API.md §8): a shape of its own
             key += (len(add_waits), "all" if drop_waits == "all" else bool(drop_waits))
         text = self.texts.get(key) or self._append_text(key, changes)
@@ -396,6 +441,11 @@ class PostgresStatements:
             params["channel"] = END_CHANNEL
         if add_waits or drop_waits:
             wait_params(self, params, add_waits, drop_waits)
+        if suspend is None and release:
+            row = self._run(text, params, [*self.control, "freed"])
+            if row is not None:
+                end.freed = sorted({tuple(bucket) for bucket in _loads(row.pop("freed"))})
+            return row
         if suspend is None:
             return self._run(text, params, self.control)
         preps = self.run_preps
@@ -405,7 +455,7 @@ class PostgresStatements:
         return self._run(text, params, [*self.control, "suspended"])
 
     def _append_text(self, key: Any, changes: dict[str, Any]) -> str:
-        _, names, n_events, consume, suspend, *waits = key
+        _, names, n_events, consume, suspend, release, *waits = key
         sets = ["version = version + 1"]
         for name in names:
             if name == "ended_at" and changes[name] is None:
@@ -445,8 +495,16 @@ class PostgresStatements:
                      f"AND run_id IN (SELECT run_id FROM run))")
         if waits:
             text += waits_text(self, *waits)
+        freed = ""
+        if release:  # flow control: the end frees the run's slots (or waiter rows) with it
+            text += (f", freed AS (DELETE FROM {self.slot_table} WHERE run_id IN "
+                     f"(SELECT run_id FROM run) RETURNING workflow_type, scope, key), "
+                     f"unwaited AS (DELETE FROM {self.waiter_table} WHERE run_id IN "
+                     f"(SELECT run_id FROM run))")
+            freed = (", (SELECT COALESCE(json_agg(json_build_array(workflow_type, scope, key)), "
+                     "'[]') FROM freed) AS freed")
         if "status" in names:  # the run ends: tell waiters when this commits
-            text += " SELECT run.*, pg_notify(%(channel)s, run.workflow_id) FROM run"
+            text += f" SELECT run.*{freed}, pg_notify(%(channel)s, run.workflow_id) FROM run"
         else:
             text += " SELECT * FROM run"
         self.texts[key] = text
@@ -557,6 +615,43 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
             except IntegrityError:
                 pass
         self._replace_ended(state)
+
+    @guarded("create_with_waits")
+    def create_with_waits(self, state: WorkflowState, waits: list[EventWait], *,
+                          admission: Admission | None = None) -> None:
+        """A start that takes one concurrency slot (and nothing else) is one statement (the
+        slot, the run, its events) when a slot is free and nobody waits; any other start, or
+        that one when the statement wrote nothing, is the ORM's transaction.
+
+        Raises:
+            WorkflowAlreadyExistsError: the id's run is still open.
+            RateLimitExceededError: the rate limit refuses the run (nothing written).
+        """
+        if (admission is not None and not waits and not state.signals
+                and len(admission.slots) == 1 and admission.throttle is None
+                and admission.rate_limit is None):
+            check_history(state)
+            (bucket, limit), = admission.slots
+            try:
+                if self._pg.create_in_slot(run_row(state, 1), state.history, bucket, limit):
+                    return
+            except IntegrityError:
+                pass  # the id has a row: the ORM's path replaces an ended run or refuses
+        super().create_with_waits(state, waits, admission=admission)
+
+    def _insert_run(self, state: WorkflowState) -> None:
+        """One INSERT of the run and its events (under a savepoint), else replace an ended run."""
+        if not state.signals:
+            try:
+                self._pg.create(run_row(state, 1), state.history)
+                return
+            except IntegrityError:
+                pass
+        self._replace_ended(state)
+
+    def _releasing(self, end: RunEnd | None, run_id: str, write: Any) -> Any:
+        """The checkpoint statement frees the slots itself (see ``PostgresStatements.append``)."""
+        return write()
 
     def _take_lease(self, workflow_id: str, owner: str, lease_until: datetime, now: datetime
                     ) -> dict[str, Any] | None:
