@@ -12,7 +12,8 @@ Run ``bin/bench`` (it starts PostgreSQL and Redis when they are not running, the
    alternately with W1 on the same workers, latency interleaved run by run, throughput in
    batches W1, W1c | W1c, W1 | ..., for the ratio of their costs; then a check that every slot
    was freed), W2 (signal sent to workflow completed), W3 (500 durable 1 s sleeps), W4 (event
-   sent to the run waiting for it completed: the event's fan-out task, then the run's), worker
+   sent to the run waiting for it completed: the event's fan-out task, then the run's), W5 (one
+   run gathering 100 started activities against 100 runs of one activity each), worker
    memory over 20,000 workflows, the replay of a run with 10,000 recorded steps and the admin
    and API list pages at 100,000 runs, and the baseline (a chain of 10 trivial Celery tasks; a
    1 s countdown for W3);
@@ -49,10 +50,11 @@ WORKERS = 2
 # round and variant that many sequential runs (latency), then that many at once (throughput; at
 # most W1c's limit of 1000, so no W1c run ever waits for a slot).
 FULL = {"w1_latency": 200, "w1_throughput": 2000, "w1c_rounds": 4, "w1c_latency": 50,
-        "w1c_throughput": 500, "w2": 100, "w3": 500, "w4": 100,
+        "w1c_throughput": 500, "w2": 100, "w3": 500, "w4": 100, "w5": 100, "w5_rounds": 3,
         "memory": 20000, "replay_steps": 10000, "list_rows": 100000, "list_requests": 40}
 QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency": 15,
-         "w1c_throughput": 150, "w2": 30, "w3": 100, "w4": 30, "memory": 2000,
+         "w1c_throughput": 150, "w2": 30, "w3": 100, "w4": 30, "w5": 100, "w5_rounds": 3,
+         "memory": 2000,
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
 # W1c may cost at most this much more than W1 (the flow-control issue's requirement).
 W1C_MAX_RATIO = 1.15
@@ -478,6 +480,31 @@ class Bench:
         say(f"W4 event sent -> waiting run completed: median {statistics.median(times):.1f} ms, "
             f"p99 {pct(times, .99):.1f} ms")
 
+    # W5 ---------------------------------------------------------------------------------------
+
+    def w5(self) -> None:
+        """One run fanning out ``w5`` trivial activities and gathering them, against ``w5`` runs
+        of one activity each, started at once: total times, alternated over ``w5_rounds``."""
+        n = self.sizes["w5"]
+        fan, single = [], []
+        for round_ in range(self.sizes["w5_rounds"]):
+            started = time.perf_counter()
+            handle = self.execute("bench.w5", n, f"w5-{round_}")
+            assert handle.result(timeout=300) == sum(range(n))
+            fan.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            handles = [self.execute("bench.w5_one", i, f"w5-one-{round_}-{i:04d}")
+                       for i in range(n)]
+            for handle in handles:
+                handle.result(timeout=300)
+            single.append(time.perf_counter() - started)
+        self.results["w5"] = {"fan_out_s": statistics.median(fan),
+                              "single_s": statistics.median(single),
+                              "rounds_fan_out_s": fan, "rounds_single_s": single}
+        say(f"W5 one run gathering {n} started activities: median {statistics.median(fan):.2f} s; "
+            f"{n} runs of one activity: {statistics.median(single):.2f} s "
+            f"(rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(fan, single, strict=True))})")
+
     # W3 ---------------------------------------------------------------------------------------
 
     def w3(self) -> None:
@@ -701,6 +728,13 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
         rows.append(["W4 event sent -> waiting run completed", ms(w4["median"]), ms(w4["p99"]),
                      "-", "median, p99 <= 15 ms", "- (no events)", "-",
                      met(w4["median"] <= 15 and w4["p99"] <= 15)])
+    w5 = r.get("w5")
+    if w5:
+        rows.append([f"W5 one run gathering {sizes['w5']} started activities", "-", "-",
+                     f"{w5['fan_out_s']:.2f} s", f"<= 1.5x {sizes['w5']} runs of 1 activity",
+                     f"{w5['single_s']:.2f} s ({sizes['w5']} runs)",
+                     ratio(w5["fan_out_s"], w5["single_s"]),
+                     met(w5["fan_out_s"] <= 1.5 * w5["single_s"])])
     w3t, bw3t = r["w3_total_s"], r.get("baseline_w3_total_s")
     rows.append([f"W3 total ({sizes['w3']} x durable 1 s sleep)", "-", "-", f"{w3t:.2f} s",
                  "<= 2 s", f"{bw3t:.2f} s" if bw3t else "-", ratio(w3t, bw3t), met(w3t <= 2.0)])
@@ -862,6 +896,7 @@ def main(argv: list[str] | None = None) -> int:
         bench.w1_concurrency()  # not counted in `done`: the memory pass runs as before
         bench.w2()
         bench.w4()
+        bench.w5()
         bench.w3()
         if not args.skip_baseline:
             bench.baseline_w1()

@@ -49,6 +49,18 @@ def w1c(ctx: WorkflowContext, steps: int) -> int:
     return _steps(ctx, steps)
 
 
+@workflow(name="bench.w5")
+def w5(ctx: WorkflowContext, n: int) -> int:
+    """W5: ``n`` trivial activities started at once (each its own task on any worker), gathered."""
+    return sum(ctx.gather(*[ctx.start_activity(step, i) for i in range(n)]))
+
+
+@workflow(name="bench.w5_one")
+def w5_one(ctx: WorkflowContext, i: int) -> int:
+    """W5's yardstick: one run of one trivial activity (W5 runs ``n`` of them)."""
+    return ctx.execute_activity(step, i)
+
+
 @workflow(name="bench.w2")
 def w2(ctx: WorkflowContext, data: None = None) -> object:
     """W2: wait for signal ``go``, return its payload."""
