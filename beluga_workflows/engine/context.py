@@ -483,11 +483,13 @@ class WorkflowContext:
                     f"expected futures of this run (from start_activity / start_child), not "
                     f"{type(future).__name__}")
 
-    def _schedule(self, op: int, name: str, spec: dict[str, Any]) -> None:
-        """Record operation ``op``'s activity as handed out, then hand it to a worker."""
+    def _schedule(self, op: int, name: str, spec: dict[str, Any], handed: int = 0) -> None:
+        """Record operation ``op``'s activity as handed out (``handed`` times before), then hand
+        it to a worker."""
         a = self._a
         policy_attempts = (spec.get("retry") or {}).get("max_attempts", 1)
         redispatch = max(self._limits.redispatch, 2 * (spec.get("timeout") or 0) * policy_attempts)
+        redispatch *= 2 ** min(handed, 10)
         a.record(op, [self._event(EventType.ACTIVITY_SCHEDULED, activity_name=name, input=spec,
                                   fire_at=later(a.now(), redispatch), duration=redispatch)])
         a.dispatch_activity(op, spec.get("queue"))
@@ -548,21 +550,37 @@ class WorkflowContext:
 
     def _waiting(self, pending: list[_Future], total: int, *, any_of: bool = False) -> Suspend:
         """The suspension of a run waiting for ``pending``: woken by their outcomes; at the
-        latest when a started activity is due to be handed out again (done now if due) or a
-        child's state is due to be read again."""
+        latest when a started activity is due to be handed out again, or a child's state is due
+        to be read again.
+
+        A started activity is handed out again (now, if due) only when no started activity of
+        the run has delivered an outcome for a whole hand-out interval: while outcomes keep
+        coming, the workers are alive and a backlog is being worked through; each hand-out of an
+        operation doubles its interval, so a long activity is duplicated a bounded number of
+        times (give long activities a ``timeout``: the interval is at least twice their attempts'
+        time)."""
         a = self._a
         now = a.now()
+        last_outcome = max((e.timestamp for events in map(a.recorded, range(1, self._op + 1))
+                            for e in events or () if e.type is EventType.ACTIVITY_COMPLETED
+                            or (e.type is EventType.ACTIVITY_FAILED and e.fire_at is None)),
+                           default=None)
         wake: list[datetime] = []
         for future in pending:
             if isinstance(future, ActivityFuture):
                 scheduled = [e for e in a.recorded(future.op) or ()
                              if e.type is EventType.ACTIVITY_SCHEDULED]
                 last = scheduled[-1]
-                if last.fire_at is not None and last.fire_at <= now:  # its outcome never came
-                    self._schedule(future.op, future.name, last.input)
-                    last = a.recorded(future.op)[-1]
-                if last.fire_at is not None:
-                    wake.append(last.fire_at)
+                due = last.fire_at
+                interval = timedelta(seconds=last.duration or self._limits.redispatch)
+                stalled = last_outcome is None or last_outcome <= now - interval
+                if due is not None and due <= now and stalled:  # its outcome never came
+                    self._schedule(future.op, future.name, last.input, len(scheduled))
+                    due = a.recorded(future.op)[-1].fire_at
+                elif due is not None and due <= now:  # others are delivering: look again later
+                    due = later(now, last.duration or self._limits.redispatch)
+                if due is not None:
+                    wake.append(due)
             else:
                 wake.append(later(now, self._limits.child_poll))
         kinds = {f.kind for f in pending}

@@ -191,7 +191,11 @@ class CeleryExecutor(WorkflowExecutor):
             countdown))
 
     def _send_activity(self, args: tuple, queue: str | None, countdown: float | None) -> None:
+        # Behind new runs (and wake-ups): a fan-out of 1,000 activities must not hold back the
+        # runs started meanwhile for minutes (on Redis the lowest priority, 9).
         options: dict[str, Any] = {"ignore_result": True}
+        if self.start_priority is not None:
+            options["priority"] = 9
         if queue:
             options["queue"] = queue
         if countdown:

@@ -17,4 +17,9 @@ BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {
     "countdown_limit": env.float("BELUGA_TEST_COUNTDOWN_LIMIT", default=60.0),
     "sweep_grace": env.float("BELUGA_TEST_SWEEP_GRACE", default=30.0),
     "fan_out_grace": env.float("BELUGA_TEST_FAN_OUT_GRACE", default=30.0),
+    "activity_redispatch": env.float("BELUGA_TEST_ACTIVITY_REDISPATCH", default=300.0),
 }
+
+# Test workflows outside the app's ``workflows.py`` (which autodiscovery imports): the parallel
+# steps' (tests/celery/test_parallel.py).
+CELERY_IMPORTS = ["tests.celery.parallel_workflows"]
