@@ -171,7 +171,7 @@ def timeline_svg(state: WorkflowState, child_url: Callable[[str], str] | None = 
     def x(at: datetime) -> float:
         return LABEL_WIDTH + CHART_WIDTH * max((at - begin).total_seconds(), 0.0) / total
 
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="beluga-timeline" role="img" '
+    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" class="beluga-chart-svg" role="img" '
              f'width="{width}" height="{height}" viewBox="0 0 {width} {height}" '
              f'aria-label="Timeline of the run\'s steps" font-family="sans-serif" font-size="11">']
     for tick in range(6):

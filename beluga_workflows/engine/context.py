@@ -491,7 +491,7 @@ class WorkflowContext:
         redispatch = max(self._limits.redispatch, 2 * (spec.get("timeout") or 0) * policy_attempts)
         redispatch *= 2 ** min(handed, 10)
         a.record(op, [self._event(EventType.ACTIVITY_SCHEDULED, activity_name=name, input=spec,
-                                  fire_at=later(a.now(), redispatch), duration=redispatch)])
+                                  fire_at=later(a.now(), redispatch))])
         a.dispatch_activity(op, spec.get("queue"))
 
     def _settle(self, future: _Future) -> bool:
@@ -572,13 +572,14 @@ class WorkflowContext:
                              if e.type is EventType.ACTIVITY_SCHEDULED]
                 last = scheduled[-1]
                 due = last.fire_at
-                interval = timedelta(seconds=last.duration or self._limits.redispatch)
+                interval = (due - last.timestamp) if due is not None else timedelta(
+                    seconds=self._limits.redispatch)
                 stalled = last_outcome is None or last_outcome <= now - interval
                 if due is not None and due <= now and stalled:  # its outcome never came
                     self._schedule(future.op, future.name, last.input, len(scheduled))
                     due = a.recorded(future.op)[-1].fire_at
                 elif due is not None and due <= now:  # others are delivering: look again later
-                    due = later(now, last.duration or self._limits.redispatch)
+                    due = now + interval
                 if due is not None:
                     wake.append(due)
             else:

@@ -51,3 +51,54 @@ def json_preview(value: Any, length: int = 80) -> str:
     """``value`` as one line of compact JSON, cut to ``length`` characters."""
     text = json.dumps(value, ensure_ascii=False, separators=(", ", ": "), cls=DjangoJSONEncoder)
     return text if len(text) <= int(length) else text[: int(length) - 1] + "…"
+
+
+# The timeline chart reads at most this many events of a run.
+CHART_EVENTS = 5000
+
+
+def _with_history(state: Any) -> Any:
+    """``state`` with its history (the run page loads it without: it pages the events), read
+    from the executor's store, as every admin page reads."""
+    if state.history:
+        return state
+    import dataclasses
+
+    from ..runtimes import get_executor
+
+    return dataclasses.replace(state, history=get_executor().store.history(
+        state.workflow_id, limit=CHART_EVENTS))
+
+
+@register.simple_tag
+def run_timeline(state: Any) -> str:
+    """The run's timeline chart (``admin/timeline.py``): an inline SVG, children linked to
+    their pages (relative to the run's own page, ``.../<id>/change/``); at most
+    ``CHART_EVENTS`` events are drawn."""
+    from django.contrib.admin.utils import quote
+
+    from ..admin.timeline import timeline_svg
+
+    return timeline_svg(_with_history(state),
+                        child_url=lambda child_id: f"../../{quote(child_id)}/change/")
+
+
+@register.simple_tag
+def run_relatives(state: Any) -> dict[str, Any]:
+    """The run's parent (from its ``workflow_started`` event) and the children its history
+    started: ``{"parent": id or None, "children": [ids]}``."""
+    from ..engine.parallel import parent_of
+    from ..engine.types import EventType
+
+    history = _with_history(state).history
+    parent = parent_of(history)
+    children = [e.signal_name for e in history if e.type is EventType.CHILD_WORKFLOW_STARTED]
+    return {"parent": parent["workflow_id"] if parent else None, "children": children}
+
+
+@register.filter
+def admin_id(value: Any) -> str:
+    """A workflow id quoted as the admin puts it in a URL path segment."""
+    from django.contrib.admin.utils import quote
+
+    return quote(str(value))
