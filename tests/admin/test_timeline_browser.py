@@ -50,8 +50,8 @@ def fulfil(ctx, order: str) -> dict:
     return {"stock": stock, "label": ctx.execute_child(label, order)}
 
 
-def test_the_timeline_draws_parallel_attempts_a_timer_and_a_linked_child(executor, operator,
-                                                                         page_for):
+def test_the_timeline_draws_parallel_attempts_a_timer_and_a_linked_child(executor, operator,  # noqa: F811
+                                                                         page_for):  # noqa: F811
     handle = executor.execute(fulfil, WorkflowOptions(id="order-77", input="o77"))
     ended(executor, handle.id)
     state = executor.store.load(handle.id)
