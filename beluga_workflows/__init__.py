@@ -31,6 +31,7 @@ from .engine.hooks import Hooks, compose_hooks
 from .engine.middleware import apply_middleware, with_hooks
 from .engine.registry import activity, workflow
 from .engine.retry import DefaultRetryPolicy, RetryPolicy
+from .engine.schedules import Cron
 from .engine.types import (
     EventType,
     HistoryEvent,
@@ -50,6 +51,7 @@ __all__ = [
     "Batch",
     "CancelOn",
     "Concurrency",
+    "Cron",
     "Debounce",
     "DefaultRetryPolicy",
     "Event",

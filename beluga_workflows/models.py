@@ -28,10 +28,11 @@ from __future__ import annotations
 
 from django.db import models
 
+from .engine.schedules import OVERLAP_POLICIES
 from .engine.types import EventType, WorkflowStatus
 
 __all__ = ["ConcurrencySlot", "ConcurrencyWaiter", "Event", "EventDelivery", "EventGroup",
-           "EventWait", "FlowBucket", "HistoryEvent", "PendingSignal", "WorkflowState"]
+           "EventWait", "FlowBucket", "HistoryEvent", "PendingSignal", "Schedule", "WorkflowState"]
 
 STATUS_CHOICES = [(s.value, s.value.replace("_", " ")) for s in WorkflowStatus]
 EVENT_TYPE_CHOICES = [(t.value, t.value.replace("_", " ")) for t in EventType]
@@ -346,3 +347,62 @@ class EventGroup(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.workflow_type} {self.key!r} ({self.size})"
+
+
+OVERLAP_CHOICES = [(p, p.replace("_", " ")) for p in OVERLAP_POLICIES]
+
+
+class Schedule(models.Model):
+    """A cron schedule of one workflow type: its timetable, the input of its runs and its state.
+
+    ``declared`` rows come from ``@workflow(schedule=...)`` (their id is the workflow type, then
+    ``"<type>#2"``...): the code owns their timetable, input, overlap and catch-up, and a row whose
+    declaration was removed from the code gets ``undeclared_at`` and stops firing. The others were
+    made in the admin or the API. ``next_fire_at`` is NULL while the schedule is paused or stopped.
+    """
+
+    id = models.CharField("id", max_length=200, primary_key=True)
+    workflow_type = models.CharField("workflow type", max_length=255)
+    cron = models.CharField(max_length=255, help_text=(
+        "5 fields (minute hour day-of-month month day-of-week), or 6 with a leading seconds "
+        "field; or @hourly, @daily, @weekly, @monthly, @yearly."))
+    timezone = models.CharField("time zone", max_length=64, default="UTC",
+                                help_text="The IANA time zone the cron expression reads, e.g. "
+                                          "Europe/Berlin.")
+    input = models.JSONField(null=True, blank=True, help_text="The input of every run (JSON).")
+    overlap = models.CharField(max_length=16, choices=OVERLAP_CHOICES, default="skip", help_text=(
+        "When a tick comes while the previous run is still open: skip the tick, allow a second "
+        "run, or cancel the previous run."))
+    catch_up = models.BooleanField("catch up", default=False, help_text=(
+        "Run the ticks missed while nothing fired (an outage) late, one by one; otherwise they "
+        "are skipped."))
+    paused = models.BooleanField(default=False)
+    declared = models.BooleanField("declared in code", default=False, editable=False)
+    # When a sync found the declaration gone from the code (declared rows only; NULL: present).
+    undeclared_at = models.DateTimeField("removed from code", null=True, blank=True,
+                                         editable=False)
+    next_fire_at = models.DateTimeField("next fire", null=True, blank=True, editable=False)
+    # The last tick handled (fired, skipped or failed) and what came of it.
+    last_fire_at = models.DateTimeField("last fire", null=True, blank=True, editable=False)
+    last_workflow_id = models.CharField("last run", max_length=255, blank=True, default="",
+                                        editable=False)
+    last_outcome = models.CharField("last outcome", max_length=16, blank=True, default="",
+                                    editable=False)
+    last_note = models.TextField(blank=True, default="", editable=False)
+    created_at = models.DateTimeField("created", editable=False)
+    updated_at = models.DateTimeField("updated", editable=False)
+    # Bumped by every change of the timetable or its next tick: the compare-and-set fence.
+    version = models.BigIntegerField(default=0, editable=False)
+
+    class Meta:
+        verbose_name = "schedule"
+        verbose_name_plural = "schedules"
+        ordering = ["id"]
+        indexes = [
+            # The sweep's due() read: only the rows that fire.
+            models.Index(fields=["next_fire_at"], condition=models.Q(next_fire_at__isnull=False),
+                         name="beluga_schedule_due_idx"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.id} ({self.cron} {self.timezone})"

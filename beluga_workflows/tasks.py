@@ -29,9 +29,10 @@ from django.db import close_old_connections, connections
 
 from .runtimes import get_executor
 from .runtimes.celery import ACTIVITY_TASK, FAN_OUT_TASK, FIRE_GROUPS_TASK, RECOVER_TASK, RUN_TASK
+from .schedules.celery import fire_schedule
 
-__all__ = ["fan_out_event", "fire_event_groups", "recover_workflows", "run_activity",
-           "run_workflow"]
+__all__ = ["fan_out_event", "fire_event_groups", "fire_schedule", "recover_workflows",
+           "run_activity", "run_workflow"]
 
 logger = logging.getLogger("beluga_workflows.tasks")
 

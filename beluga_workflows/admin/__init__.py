@@ -9,7 +9,9 @@ changelist, change and add views are replaced by the pages of this package:
   page context, URLs, the admin log, the sender of signals);
 - ``workflows``: the run pages (list, start, run, signal, cancel);
 - ``human_tasks``: the pending human tasks and the answer form;
-- ``forms``: the forms of those pages; ``options``: ``WorkflowStateAdmin`` and its URLs.
+- ``forms``: the forms of those pages; ``options``: ``WorkflowStateAdmin`` and its URLs;
+- ``schedules``: ``ScheduleAdmin``, the Schedules pages (a ``ModelAdmin`` of the ``Schedule``
+  table: list, add, edit, delete, pause, resume, trigger now).
 
 Permissions: viewing needs the model's view permission; acting needs
 ``beluga_workflows.start_workflow``, ``signal_workflow`` (signals and human-task answers) or
@@ -19,9 +21,11 @@ everyone else.
 
 from django.contrib import admin
 
-from ..models import WorkflowState
+from ..models import Schedule, WorkflowState
 from .options import WorkflowStateAdmin
+from .schedules import ScheduleAdmin
 
-__all__ = ["WorkflowStateAdmin"]
+__all__ = ["ScheduleAdmin", "WorkflowStateAdmin"]
 
 admin.site.register(WorkflowState, WorkflowStateAdmin)
+admin.site.register(Schedule, ScheduleAdmin)

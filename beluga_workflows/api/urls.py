@@ -4,7 +4,8 @@ Workflow ids are captured with a ``path`` converter, so ids containing ``/`` wor
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
 (``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
 tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; events are
-sent and listed at ``events/``, and ``events/{id}/`` tells what one did.
+sent and listed at ``events/``, and ``events/{id}/`` tells what one did; schedules are at
+``schedules/`` (ids hold no ``/``), each with ``pause/``, ``resume/`` and ``trigger/``.
 
 The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
 """
@@ -13,7 +14,7 @@ from django.urls import path, register_converter
 from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import events, views
+from . import events, schedules, views
 
 
 class WorkflowIdConverter(PathConverter):
@@ -28,6 +29,7 @@ register_converter(WorkflowIdConverter, "beluga_workflow_id")
 app_name = views.URL_NAMESPACE
 
 ID = "workflows/<beluga_workflow_id:workflow_id>"
+SCHEDULE = "schedules/<beluga_workflow_id:schedule_id>"
 
 urlpatterns = [
     path("workflows/", views.WorkflowListView.as_view(), name="workflow-list"),
@@ -42,6 +44,13 @@ urlpatterns = [
     path("events/", events.EventListView.as_view(), name="event-list"),
     path("events/<beluga_workflow_id:event_id>/", events.EventDetailView.as_view(),
          name="event-detail"),
+    path("schedules/", schedules.ScheduleListView.as_view(), name="schedule-list"),
+    # Ids hold no "/", so the fixed suffixes come first and any other path is one schedule's.
+    path(f"{SCHEDULE}/pause/", schedules.SchedulePauseView.as_view(), name="schedule-pause"),
+    path(f"{SCHEDULE}/resume/", schedules.ScheduleResumeView.as_view(), name="schedule-resume"),
+    path(f"{SCHEDULE}/trigger/", schedules.ScheduleTriggerView.as_view(),
+         name="schedule-trigger"),
+    path(f"{SCHEDULE}/", schedules.ScheduleDetailView.as_view(), name="schedule-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
 ]

@@ -507,14 +507,22 @@ class WorkflowExecutor:
     def recover(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
         """Schedule every run that is due (timers passed, wake-ups lost, or worker died: lease
         expired), finish the fan-outs that died (``finish_fan_outs``) and do the flow-control
-        pass (``flow_sweep``); returns the ids of the due runs."""
+        pass (``flow_sweep``) and the schedules' (``fire_schedules``); returns the ids of the due
+        runs."""
         now = now or self.clock.now()
         due = self.store.due(now, limit)
         for workflow_id in due:
             self.schedule(workflow_id)
         self.finish_fan_outs(now, limit)
         self.flow_sweep(now, limit)
+        self.fire_schedules(now)
         return due
+
+    def fire_schedules(self, now: datetime | None = None) -> list[str]:
+        """The sweep's schedules pass: start the runs of the cron ticks due by ``now``; returns
+        their ids. The engine keeps no schedules (they are rows of the site's database, see
+        ``beluga_workflows.schedules``): the runtimes override this; the default starts none."""
+        return []
 
     def sweep(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
         """The periodic recovery pass (Celery beat, a worker's timer); returns the ids it scheduled.

@@ -1,7 +1,7 @@
 """Workflows and history events as the commands print them in JSON: the REST API's fields.
 
-``workflow_json`` and ``event_json`` give what the API's ``WorkflowSerializer`` and
-``HistoryEventSerializer`` give (same keys, same order, datetimes in ISO 8601 in the current time
+``workflow_json``, ``event_json`` and ``schedule_json`` give what the API's ``WorkflowSerializer``,
+``HistoryEventSerializer`` and ``ScheduleSerializer`` give (same keys, same order, datetimes in ISO 8601 in the current time
 zone with ``Z`` for UTC), without Django REST framework, so the commands work on a site installed
 without the ``api`` extra. A test checks both agree.
 """
@@ -16,7 +16,7 @@ from django.utils import timezone
 
 from ..engine.types import HistoryEvent, WorkflowState
 
-__all__ = ["event_json", "workflow_json"]
+__all__ = ["event_json", "schedule_json", "workflow_json"]
 
 
 def workflow_json(state: WorkflowState) -> dict[str, Any]:
@@ -55,6 +55,31 @@ def event_json(event: HistoryEvent) -> dict[str, Any]:
         "attempt": event.attempt,
         "op": event.op,
         "fire_at": _datetime(event.fire_at),
+    }
+
+
+def schedule_json(row: Any) -> dict[str, Any]:
+    """One schedule (a ``Schedule`` row), as ``GET /schedules/{id}/`` presents it."""
+    from ..schedules import schedule_state
+
+    return {
+        "id": row.id,
+        "workflow_type": row.workflow_type,
+        "cron": row.cron,
+        "timezone": row.timezone,
+        "input": row.input,
+        "overlap": row.overlap,
+        "catch_up": bool(row.catch_up),
+        "paused": bool(row.paused),
+        "declared": bool(row.declared),
+        "state": schedule_state(row),
+        "next_fire_at": _datetime(row.next_fire_at),
+        "last_fire_at": _datetime(row.last_fire_at),
+        "last_workflow_id": row.last_workflow_id,
+        "last_outcome": row.last_outcome,
+        "last_note": row.last_note,
+        "created_at": _datetime(row.created_at),
+        "updated_at": _datetime(row.updated_at),
     }
 
 

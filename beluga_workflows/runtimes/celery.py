@@ -206,6 +206,13 @@ class CeleryExecutor(WorkflowExecutor):
             logger.exception("could not send %s for %r; the run hands it out again when due",
                              ACTIVITY_TASK, args[:3])
 
+    def fire_schedules(self, now: datetime | None = None) -> list[str]:
+        """Start the runs of the cron ticks due by ``now`` and send each schedule's next tick
+        with a countdown when it is within ``countdown_limit`` (``beluga_workflows.schedules``)."""
+        from ..schedules.celery import fire_schedules_on_time
+
+        return fire_schedules_on_time(self, now)
+
     def schedule_groups(self, at: datetime) -> None:
         """Send ``fire_event_groups`` with a countdown to ``at`` (a debounce or batch group's due
         time) once the current transaction commits, when it is within ``countdown_limit``; the
@@ -289,10 +296,12 @@ class CeleryExecutor(WorkflowExecutor):
           fan-out sent again (``finish_fan_outs``).
         - Flow control (``flow_sweep``): slots of runs no longer open are freed, runs waiting
           for slots promoted, due debounce and batch groups fired.
+        - Schedules (``fire_schedules``): the cron ticks that came due are started.
         """
         now = now or self.clock.now()
         self.finish_fan_outs(now, limit)
         self.flow_sweep(now, limit)
+        self.fire_schedules(now)
         sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
         for workflow_id in sent:
             self.schedule(workflow_id)

@@ -93,6 +93,13 @@ class LocalExecutor(WorkflowExecutor):
             logger.exception("started activity %s of %s failed to run; it is handed out again "
                              "when due", op, workflow_id)
 
+    def fire_schedules(self, now: datetime | None = None) -> list[str]:
+        """Start the runs of the cron ticks due by ``now`` (``beluga_workflows.schedules``): at
+        each sweep, every ``sweep_interval`` seconds."""
+        from ..schedules import fire_schedules
+
+        return fire_schedules(self, now)
+
     def schedule_groups(self, at: datetime) -> None:
         """Put the firing of due event groups on the timer thread's heap for ``at``."""
         with self._lock:

@@ -22,6 +22,15 @@ EXPECTED = {
     ("/api/events/", "get"): {"200", "400", "401", "403"},
     ("/api/events/", "post"): {"202", "400", "401", "403"},
     ("/api/events/{event_id}/", "get"): {"200", "401", "403", "404"},
+    ("/api/schedules/", "get"): {"200", "400", "401", "403"},
+    ("/api/schedules/", "post"): {"201", "400", "401", "403", "409"},
+    ("/api/schedules/{schedule_id}/", "get"): {"200", "401", "403", "404"},
+    ("/api/schedules/{schedule_id}/", "patch"): {"200", "400", "401", "403", "404", "409"},
+    ("/api/schedules/{schedule_id}/", "delete"): {"204", "401", "403", "404", "409"},
+    ("/api/schedules/{schedule_id}/pause/", "post"): {"200", "401", "403", "404"},
+    ("/api/schedules/{schedule_id}/resume/", "post"): {"200", "401", "403", "404"},
+    ("/api/schedules/{schedule_id}/trigger/", "post"): {"202", "400", "401", "403", "404",
+                                                       "409"},
 }
 
 

@@ -236,3 +236,30 @@ def flow_debounced(ctx: WorkflowContext, event: dict) -> dict:
 def flow_batched(ctx: WorkflowContext, events: list) -> list[str]:
     """Up to 10 rows of a table per run (or those of 1 s after the first); their event ids."""
     return [e["id"] for e in events]
+
+
+# -- schedules (tests/celery/test_schedules.py) ------------------------------------------------------
+#
+# A scheduled run records itself in a Redis list per schedule (``<prefix>:ticks:<schedule id>``):
+# its workflow id, run id, process and the beluga_workflows package it imported, so a test can
+# tell duplicate runs of a tick (two run ids for one workflow id) and check which code ran.
+
+
+def ticks_key(schedule_id: str) -> str:
+    return f"{prefix()}:ticks:{schedule_id}"
+
+
+@activity(name="celery_tests.tick_mark")
+def tick_mark(data: dict) -> float:
+    import beluga_workflows
+
+    entry = {**data, "t": time.time(), "pid": os.getpid(), "package": beluga_workflows.__file__}
+    client().rpush(ticks_key(data["schedule"]), json.dumps(entry))
+    return entry["t"]
+
+
+@workflow(name="celery_tests.ticked")
+def ticked(ctx: WorkflowContext, data: dict) -> float:
+    """A schedule's run: one recorded step."""
+    return ctx.execute_activity(tick_mark, {"schedule": data["schedule"], "wf": ctx.workflow_id,
+                                            "run": ctx.run_id})

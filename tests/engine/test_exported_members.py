@@ -54,6 +54,16 @@ API_NAMES = {
     "send_event",
     "RetryAfterError",
     "NonRetriableError",
+    # flow control (API.md §9)
+    "Concurrency",
+    "Throttle",
+    "RateLimit",
+    "RateLimitExceededError",
+    "Debounce",
+    "Batch",
+    # child workflows and schedules (API.md §10)
+    "ChildWorkflowError",
+    "Cron",
 }
 # Not spelled out by API.md but the types of what get_executor() and execute() return, which
 # users annotate with and subclass (a runtime is a WorkflowExecutor subclass).
