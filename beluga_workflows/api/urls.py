@@ -4,7 +4,8 @@ Workflow ids are captured with a ``path`` converter, so ids containing ``/`` wor
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
 (``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
 tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; events are
-sent and listed at ``events/``, and ``events/{id}/`` tells what one did.
+sent and listed at ``events/``, and ``events/{id}/`` tells what one did; ``flow-control/`` lists
+each workflow type's flow control and the slots in use (``flow-control/{type}/`` one type).
 
 The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
 """
@@ -13,7 +14,7 @@ from django.urls import path, register_converter
 from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import events, views
+from . import events, flow, views
 
 
 class WorkflowIdConverter(PathConverter):
@@ -42,6 +43,9 @@ urlpatterns = [
     path("events/", events.EventListView.as_view(), name="event-list"),
     path("events/<beluga_workflow_id:event_id>/", events.EventDetailView.as_view(),
          name="event-detail"),
+    path("flow-control/", flow.FlowControlListView.as_view(), name="flow-control-list"),
+    path("flow-control/<beluga_workflow_id:workflow_type>/", flow.FlowControlDetailView.as_view(),
+         name="flow-control-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
 ]

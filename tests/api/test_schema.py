@@ -22,6 +22,8 @@ EXPECTED = {
     ("/api/events/", "get"): {"200", "400", "401", "403"},
     ("/api/events/", "post"): {"202", "400", "401", "403"},
     ("/api/events/{event_id}/", "get"): {"200", "401", "403", "404"},
+    ("/api/flow-control/", "get"): {"200", "401", "403"},
+    ("/api/flow-control/{workflow_type}/", "get"): {"200", "401", "403", "404"},
 }
 
 
