@@ -54,6 +54,13 @@ API_NAMES = {
     "send_event",
     "RetryAfterError",
     "NonRetriableError",
+    # flow control (API.md §9)
+    "RateLimitExceededError",
+    "Concurrency",
+    "Throttle",
+    "RateLimit",
+    "Debounce",
+    "Batch",
 }
 # Not spelled out by API.md but the types of what get_executor() and execute() return, which
 # users annotate with and subclass (a runtime is a WorkflowExecutor subclass).
@@ -75,6 +82,7 @@ ERROR_NAMES = {
     "StoreError",
     "RetryAfterError",
     "NonRetriableError",
+    "RateLimitExceededError",
 }
 
 
