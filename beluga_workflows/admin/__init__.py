@@ -9,6 +9,8 @@ changelist, change and add views are replaced by the pages of this package:
   page context, URLs, the admin log, the sender of signals);
 - ``workflows``: the run pages (list, start, run, signal, cancel);
 - ``human_tasks``: the pending human tasks and the answer form;
+- ``events``: the accepted events and what each did; ``flow``: the flow control each workflow
+  type declares and the concurrency slots in use;
 - ``forms``: the forms of those pages; ``options``: ``WorkflowStateAdmin`` and its URLs;
 - ``schedules``: ``ScheduleAdmin``, the Schedules pages (a ``ModelAdmin`` of the ``Schedule``
   table: list, add, edit, delete, pause, resume, trigger now).

@@ -123,6 +123,7 @@ class WorkflowAdminBase(admin.ModelAdmin):
             "changelist_url": self.url("changelist"),
             "human_tasks_url": self.url("human_tasks"),
             "events_url": self.url("events"),
+            "flow_control_url": self.url("flow_control"),
             **extra,
         }
 

@@ -3,8 +3,10 @@
 Both live at ``events/`` (one event is ``events/?event=<id>``), so no event id can be read as a
 workflow's URL (``<id>/change/``) or the other way round. The list reads ``store.list_events`` a page at a time; an id typed into the search box that is
 an event's id leads straight to that event. An event's page shows its data and its outcome: the
-runs it started, woke and canceled (each a link to the run's page) and the triggers it skipped,
-with why.
+runs it started, woke and canceled (each a link to the run's page), the triggers it skipped,
+with why (a ``where`` false, a rate limit reached, a newer event of a debounce burst), and the
+debounce or batch groups holding it until their run starts. The list counts the skips of each
+event, so a skipped one shows at a glance.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from django.core.exceptions import PermissionDenied
 from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 
 from ..engine.errors import WorkflowError
+from ..engine.registry import triggered_by
 from .base import WorkflowAdminBase
 from .forms import SendEventForm
 
@@ -104,6 +107,12 @@ class EventPages(WorkflowAdminBase):
         else:
             messages.success(request, f"Sent event “{data['name']}”: it starts "
                                       f"{len(result.started)} run(s).")
+            for skip in result.skipped:
+                messages.warning(request, f"Skipped by {skip.get('workflow_type')}: "
+                                          f"{skip.get('reason')}.")
+            for held in result.deferred:
+                messages.info(request, f"Workflow {held.get('workflow_type')}: "
+                                       f"{held.get('reason')}; its run starts later.")
         return HttpResponseRedirect(self.event_url(result.event_id))
 
     def event_view(self, request: HttpRequest, event_id: str) -> HttpResponse:
@@ -122,7 +131,29 @@ class EventPages(WorkflowAdminBase):
                   ("Canceled", row["canceled"], "canceled")]
         return self.render(request, "event.html", f"Event {record.event.name}", row=row,
                            event=record.event, record=record, outcome_groups=groups,
-                           events_url=self.url("events"))
+                           held=self._held(record), events_url=self.url("events"))
+
+    def _held(self, record: Any) -> list[dict[str, str]]:
+        """The debounce and batch groups holding the event, whose run has not started yet (one
+        ``get_delivery`` per such workflow it triggers): ``{"workflow_type", "kind", "url"}``."""
+        if not self.store.supports_flow_control:
+            return []
+        held = []
+        for definition in triggered_by(record.event.name):
+            if definition.flow is None or not definition.flow.groups_events:
+                continue
+            delivery = self.store.get_delivery(record.event.id, definition.name)
+            if delivery is not None and delivery["outcome"] in ("debounced", "batched"):
+                held.append({"workflow_type": definition.name,
+                             "kind": "debounce" if definition.flow.debounce else "batch",
+                             "url": self._type_url(definition.name)})
+        return held
+
+    def _type_url(self, workflow_type: Any) -> str:
+        """The run list of one workflow type (``""`` for a skip that names none)."""
+        if not isinstance(workflow_type, str) or not workflow_type:
+            return ""
+        return f"{self.url('changelist')}?{urlencode({'type': workflow_type})}"
 
     def _row(self, record: Any) -> dict[str, Any]:
         outcome = record.outcome or {}
@@ -132,5 +163,6 @@ class EventPages(WorkflowAdminBase):
 
         return {"record": record, "event": record.event, "url": self.event_url(record.event.id),
                 "started": runs("started"), "woken": runs("woken"), "canceled": runs("canceled"),
-                "skipped": outcome.get("skipped") or [],
+                "skipped": [{**skip, "url": self._type_url(skip.get("workflow_type"))}
+                            for skip in outcome.get("skipped") or []],
                 "pending": record.fanned_out_at is None}

@@ -16,7 +16,7 @@ from django.core.exceptions import ValidationError
 
 from ..engine.errors import InvalidInputError
 from ..engine.executor import MAX_ID_LENGTH, validate_workflow_id
-from ..engine.registry import registered_workflows
+from ..engine.registry import get_workflow, registered_workflows
 from ..engine.serialization import to_json_value
 from ..human import HUMAN_DECISIONS
 from ..runtimes import get_executor
@@ -68,8 +68,14 @@ class JSONInputField(forms.CharField):
         return json.dumps(value, indent=2, ensure_ascii=False)
 
 
+def _started_by_events_only(name: str) -> bool:
+    """Whether the workflow debounces or batches its events: only events start its runs."""
+    flow = get_workflow(name).flow
+    return flow is not None and flow.groups_events
+
+
 class StartWorkflowForm(forms.Form):
-    """Start a run of a registered workflow type."""
+    """Start a run of a registered workflow type (not one that debounces or batches events)."""
 
     workflow_type = forms.ChoiceField(label="Workflow type")
     id = forms.CharField(
@@ -87,7 +93,7 @@ class StartWorkflowForm(forms.Form):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.fields["workflow_type"].choices = [("", "---------")] + [
-            (name, name) for name in registered_workflows()
+            (name, name) for name in registered_workflows() if not _started_by_events_only(name)
         ]
 
     def clean_id(self) -> str | None:

@@ -7,21 +7,22 @@ from typing import Any
 from django.urls import URLPattern, path
 
 from .events import EventPages
+from .flow import FlowControlPages
 from .human_tasks import HumanTaskPages
 from .workflows import WorkflowPages
 
 __all__ = ["WorkflowStateAdmin"]
 
 
-class WorkflowStateAdmin(WorkflowPages, HumanTaskPages, EventPages):
+class WorkflowStateAdmin(WorkflowPages, HumanTaskPages, EventPages, FlowControlPages):
     """Workflow runs, read from the configured store (see ``beluga_workflows.admin``).
 
     The page classes stand on ``WorkflowAdminBase``; this class only routes their views.
     """
 
     def get_urls(self) -> list[URLPattern]:
-        """The admin's own URLs for this model: list, start, human tasks, events, and per run (by a
-        quoted id that may hold ``/``) its page, signal, cancel and answer forms.
+        """The admin's own URLs for this model: list, start, human tasks, events, flow control,
+        and per run (by a quoted id that may hold ``/``) its page, signal, cancel and answer forms.
         """
         prefix = f"{self.opts.app_label}_{self.opts.model_name}"
 
@@ -34,6 +35,7 @@ class WorkflowStateAdmin(WorkflowPages, HumanTaskPages, EventPages):
             route("start/", self.add_view, "add"),
             route("human-tasks/", self.human_tasks_view, "human_tasks"),
             route("events/", self.events_view, "events"),
+            route("flow-control/", self.flow_control_view, "flow_control"),
             route("<path:object_id>/change/", self.change_view, "change"),
             route("<path:object_id>/signal/", self.signal_view, "signal"),
             route("<path:object_id>/cancel/", self.cancel_view, "cancel"),

@@ -94,8 +94,9 @@ class WorkflowPages(WorkflowAdminBase):
     # -- the list ---------------------------------------------------------------------------------
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        """The run list: a page of runs by status, type and id prefix, with the status counts
-        and the pending human tasks. A POST with ``action`` is the cancel-selected action.
+        """The run list: a page of runs by status, type, id prefix and (``?wait=``) what open
+        runs wait for (``concurrency``, ``signal``...), with the status counts and the pending
+        human tasks. A POST with ``action`` is the cancel-selected action.
 
         Raises:
             PermissionDenied: the user may not view runs (403).
@@ -108,12 +109,13 @@ class WorkflowPages(WorkflowAdminBase):
             status = None
         workflow_type = request.GET.get("type") or None
         search = request.GET.get("q", "").strip()
+        wait_kind = request.GET.get("wait", "").strip() or None
         flt = WorkflowFilter(status=status, workflow_type=workflow_type,
-                             workflow_id_prefix=search or None)
+                             workflow_id_prefix=search or None, wait_kind=wait_kind)
         counts = self.store.count_by_status()
         total = sum(counts.values())
         query = StoreQuery(self.store, flt)
-        if workflow_type is None and not search:  # the dashboard already counted it
+        if workflow_type is None and not search and not wait_kind:  # the dashboard counted it
             query.total = counts[status] if status else total
         pages = self.paginate(request, query, LIST_PER_PAGE)
         now = timezone.now()
@@ -127,10 +129,11 @@ class WorkflowPages(WorkflowAdminBase):
             rows=rows, **pages, total=total,
             counts=[(s.value, counts.get(s.value, 0)) for s in WorkflowStatus],
             status=status or "", workflow_type=workflow_type or "", search=search,
+            wait=wait_kind or "",
             statuses=[(s.value, s.value.replace("_", " ").capitalize()) for s in WorkflowStatus],
             types=types, human_count=count_pending_human_tasks(self.store),
             params=urlencode({k: v for k, v in (("status", status), ("type", workflow_type),
-                                                ("q", search)) if v}),
+                                                ("q", search), ("wait", wait_kind)) if v}),
             start_url=self.url("add"),
         )
 

@@ -1,7 +1,9 @@
 """The REST API's events: send one, list them, and see what one did.
 
 - ``POST /events/`` ``{"name", "data"?, "id"?}`` sends an event (as ``send_event``) and answers
-  202 with its ``SendResult``: a resent id is ``duplicate`` and starts nothing.
+  202 with its ``SendResult``: a resent id is ``duplicate`` and starts nothing; ``skipped`` and
+  ``deferred`` name the workflows that start nothing for it (rate limit, ``where``) or hold it
+  in a debounce or batch group.
 - ``GET /events/?name=`` lists the accepted events, newest first, a page at a time.
 - ``GET /events/{id}/`` is one event with its outcome: the runs it started, woke and canceled,
   and the triggers it skipped, with why.
@@ -97,6 +99,24 @@ class EventListQuerySerializer(serializers.Serializer):
                                help_text="How many events to skip.")
 
 
+class SkippedSerializer(serializers.Serializer):
+    """A trigger the event did not start, and why."""
+
+    workflow_type = serializers.CharField()
+    reason = serializers.CharField(help_text="Its `where` is false, its rate limit is reached, "
+                                             "a newer event of its debounce burst came...")
+
+
+class DeferredSerializer(serializers.Serializer):
+    """A workflow holding the event in a debounce or batch group: its run starts later."""
+
+    workflow_type = serializers.CharField()
+    reason = serializers.CharField(help_text="Which kind of group holds it.")
+    due_at = serializers.CharField(allow_blank=True,
+                                   help_text="When the group is due to fire (ISO 8601), as known "
+                                             "when the event was accepted; empty if unknown.")
+
+
 class SendResultSerializer(serializers.Serializer):
     """What sending an event did, as far as known when it was accepted."""
 
@@ -111,13 +131,10 @@ class SendResultSerializer(serializers.Serializer):
     canceled = serializers.ListField(child=serializers.CharField(),
                                      help_text="Runs it canceled (`cancel_on`), when known "
                                                "already.")
-
-
-class SkippedSerializer(serializers.Serializer):
-    """A trigger the event did not start, and why."""
-
-    workflow_type = serializers.CharField()
-    reason = serializers.CharField()
+    skipped = SkippedSerializer(many=True, help_text="The workflows it triggers that start "
+                                                     "nothing, with why.")
+    deferred = DeferredSerializer(many=True, help_text="The workflows holding it in a debounce "
+                                                       "or batch group.")
 
 
 class OutcomeSerializer(serializers.Serializer):
@@ -161,12 +178,6 @@ class EventPageSerializer(serializers.Serializer):
     results = EventSerializer(many=True)
 
 
-def _sent(result: Any) -> dict[str, Any]:
-    return {"event_id": result.event_id, "duplicate": result.duplicate,
-            "started": list(result.started), "woken": list(result.woken),
-            "canceled": list(result.canceled)}
-
-
 class EventListView(WorkflowAPIView):
     """``/events/``: send an event, list the events."""
 
@@ -207,7 +218,9 @@ class EventListView(WorkflowAPIView):
 
         body = self.parse(SendEventSerializer, request.data)
         event = Event(name=body["name"], data=body.get("data"), id=body.get("id"))
-        return Response(_sent(self.executor.send_event(event)), status=status.HTTP_202_ACCEPTED)
+        result = self.executor.send_event(event)
+        return Response(SendResultSerializer(result.to_dict()).data,
+                        status=status.HTTP_202_ACCEPTED)
 
 
 class EventDetailView(WorkflowAPIView):

@@ -8,14 +8,18 @@ engine error                    status
 ``WorkflowAlreadyExistsError``  409
 ``ConflictError``               409    (a concurrent writer won; retrying may succeed)
 ``InvalidInputError``           400    (but 404 with code ``no_human_task``: nothing to answer)
+``RateLimitExceededError``      429    (with ``Retry-After``: the seconds until a start conforms)
 ``StoreError``                  503
 ==============================  ======
 """
 
 from __future__ import annotations
 
+import math
+from datetime import datetime
 from typing import Any
 
+from django.utils import timezone
 from rest_framework import status
 from rest_framework.exceptions import APIException
 from rest_framework.settings import api_settings
@@ -23,6 +27,7 @@ from rest_framework.settings import api_settings
 from ..engine.errors import (
     ConflictError,
     InvalidInputError,
+    RateLimitExceededError,
     StoreError,
     WorkflowAlreadyExistsError,
     WorkflowError,
@@ -36,6 +41,7 @@ __all__ = [
     "Conflict",
     "NotFound",
     "ServiceUnavailable",
+    "TooManyRequests",
     "WorkflowAPIException",
     "api_exception_for",
     "summarize_errors",
@@ -83,6 +89,26 @@ class ServiceUnavailable(WorkflowAPIException):
     default_code = "provider_unavailable"
 
 
+class TooManyRequests(WorkflowAPIException):
+    """429 ``rate_limited``: the workflow's ``RateLimit`` refuses this start; nothing was started.
+
+    Attributes:
+        wait: whole seconds (at least 1) until a start of the same key conforms, which DRF sends
+            as the ``Retry-After`` header; ``None`` when unknown.
+    """
+    status_code = status.HTTP_429_TOO_MANY_REQUESTS
+    default_detail = "The workflow's rate limit is reached; retry later."
+    default_code = "rate_limited"
+
+    def __init__(self, detail: str, code: str | None = None, errors: dict[str, Any] | None = None,
+                 *, retry_at: datetime | None = None, now: datetime | None = None):
+        super().__init__(detail, code, errors)
+        self.wait = None
+        if retry_at is not None:
+            seconds = (retry_at - (now or timezone.now())).total_seconds()
+            self.wait = max(1, math.ceil(seconds))
+
+
 # Most specific first: WorkflowNotRunningError is an InvalidInputError, ConflictError a StoreError.
 _MAPPING: tuple[tuple[type[WorkflowError], type[WorkflowAPIException]], ...] = (
     (WorkflowNotFoundError, NotFound),
@@ -100,11 +126,18 @@ _BY_CODE: dict[str, type[WorkflowAPIException]] = {
 }
 
 
-def api_exception_for(error: WorkflowError) -> APIException | None:
-    """The API exception standing for an engine error, or ``None`` when it has no HTTP meaning."""
+def api_exception_for(error: WorkflowError, now: datetime | None = None) -> APIException | None:
+    """The API exception standing for an engine error, or ``None`` when it has no HTTP meaning.
+
+    ``now``: the executor's clock, which a rate limit's ``retry_at`` is counted from (default:
+    the wall clock).
+    """
     if error.code in _BY_CODE:
         api_class = _BY_CODE[error.code]
         return api_class(str(error) or api_class.default_detail, error.code)
+    if isinstance(error, RateLimitExceededError):
+        return TooManyRequests(str(error) or TooManyRequests.default_detail, error.code,
+                               retry_at=error.retry_at, now=now)
     for error_class, api_class in _MAPPING:
         if isinstance(error, error_class):
             return api_class(str(error) or api_class.default_detail, error.code)

@@ -15,8 +15,9 @@ from drf_spectacular.plumbing import ResolvedComponent
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from ..engine.errors import WorkflowError
 from ..engine.executor import MAX_ID_LENGTH
-from ..engine.registry import registered_workflows
+from ..engine.registry import get_workflow, registered_workflows
 from ..engine.types import MAX_DURATION_SECONDS
 from ..human import HUMAN_DECISIONS
 
@@ -36,6 +37,7 @@ __all__ = [
     "TextField",
     "WorkflowIdField",
     "WorkflowTypeField",
+    "startable_workflows",
 ]
 
 # The control characters ids may not hold, and the rest of what ``str.strip`` removes.
@@ -183,16 +185,30 @@ class WorkflowTypeField(TextField):
     """A registered workflow name; the schema lists the names registered when it is served."""
 
 
+def startable_workflows() -> list[str]:
+    """The registered workflow names a start (``execute``) accepts: all but those that debounce
+    or batch their events, whose runs only events start."""
+    names = []
+    for name in registered_workflows():
+        try:
+            flow = get_workflow(name).flow
+        except WorkflowError:
+            continue  # unregistered meanwhile
+        if flow is None or not flow.groups_events:
+            names.append(name)
+    return names
+
+
 class WorkflowTypeFieldExtension(OpenApiSerializerFieldExtension):
     """Describes a ``WorkflowTypeField`` with the workflow names registered when it is served."""
     target_class = WorkflowTypeField
 
     def map_serializer_field(self, auto_schema: Any, direction: str) -> dict[str, Any]:
         """The field's schema: 1 to 255 characters, and an ``enum`` of the registered workflow
-        names when there are any.
+        names a start accepts (``startable_workflows``) when there are any.
         """
         schema: dict[str, Any] = {"type": "string", "minLength": 1, "maxLength": 255}
-        names = registered_workflows()
+        names = startable_workflows()
         if names:
             schema["enum"] = names
         return schema

@@ -4,8 +4,10 @@ Workflow ids are captured with a ``path`` converter, so ids containing ``/`` wor
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
 (``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
 tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; events are
-sent and listed at ``events/``, and ``events/{id}/`` tells what one did; schedules are at
-``schedules/`` (ids hold no ``/``), each with ``pause/``, ``resume/`` and ``trigger/``.
+sent and listed at ``events/``, and ``events/{id}/`` tells what one did; ``flow-control/`` lists
+each workflow type's flow control and the slots in use (``flow-control/{type}/`` one type);
+schedules are at ``schedules/`` (ids hold no ``/``), each with ``pause/``, ``resume/`` and
+``trigger/``.
 
 The OpenAPI schema is served at ``schema/`` and browsable docs at ``docs/`` next to the API.
 """
@@ -14,7 +16,7 @@ from django.urls import path, register_converter
 from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import events, schedules, views
+from . import events, flow, schedules, views
 
 
 class WorkflowIdConverter(PathConverter):
@@ -51,6 +53,9 @@ urlpatterns = [
     path(f"{SCHEDULE}/trigger/", schedules.ScheduleTriggerView.as_view(),
          name="schedule-trigger"),
     path(f"{SCHEDULE}/", schedules.ScheduleDetailView.as_view(), name="schedule-detail"),
+    path("flow-control/", flow.FlowControlListView.as_view(), name="flow-control-list"),
+    path("flow-control/<beluga_workflow_id:workflow_type>/", flow.FlowControlDetailView.as_view(),
+         name="flow-control-detail"),
     path("schema/", SpectacularAPIView.as_view(), name="schema"),
     path("docs/", SpectacularSwaggerView.as_view(url_name=f"{app_name}:schema"), name="docs"),
 ]

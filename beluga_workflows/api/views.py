@@ -92,10 +92,18 @@ _DESCRIPTIONS = {
     403: "These credentials do not allow this.",
     404: "No workflow with that id.",
     409: "Conflict: the id's run is still open (start) or has ended (signal, cancel).",
+    429: "The workflow's rate limit refuses this start (code `rate_limited`); nothing was "
+         "started. `Retry-After` gives the seconds until a start of the same key conforms.",
     503: "The workflow store is unavailable; retry later.",
 }
 
 
+_RATE_LIMITED = OpenApiResponse(ErrorSerializer, description=_DESCRIPTIONS[429])
+# The header of a 429 answer (a response header: ``response=[429]``).
+RETRY_AFTER = OpenApiParameter(
+    "Retry-After", int, OpenApiParameter.HEADER, response=[429],
+    description="Seconds until a start of the same key conforms to the rate limit.",
+)
 _HUMAN_TASK_404 = OpenApiResponse(
     ErrorSerializer, description="No workflow with that id, or its run waits for no human task "
                                  "(it was answered or timed out; code `no_human_task`).",
@@ -176,10 +184,10 @@ class WorkflowAPIView(APIView):
 
     def handle_exception(self, exc: Exception) -> Response:
         """Answer an engine error with its status and ``{"detail", "code"}`` body (400, 404,
-        409, 503: see ``exceptions``); anything else is DRF's to handle.
+        409, 429 with ``Retry-After``, 503: see ``exceptions``); anything else is DRF's to handle.
         """
         if isinstance(exc, WorkflowError):
-            exc = api_exception_for(exc) or exc
+            exc = api_exception_for(exc, now=self.executor.clock.now()) or exc
         return super().handle_exception(exc)
 
     # -- helpers for subclasses -----------------------------------------------------------------
@@ -249,7 +257,9 @@ class WorkflowListView(WorkflowAPIView):
         summary="Start a workflow",
         description="Record a new run and schedule it; answers at once, without waiting for it.",
         request=StartWorkflowSerializer,
-        responses=_responses(r201=WorkflowSerializer, r400=ErrorSerializer, r409=ErrorSerializer),
+        responses=_responses(r201=WorkflowSerializer, r400=ErrorSerializer, r409=ErrorSerializer,
+                             r429=_RATE_LIMITED),
+        parameters=[RETRY_AFTER],
         examples=[OpenApiExample(
             "hello", request_only=True,
             value={"workflow_type": "demo.hello", "id": "hello/ann", "input": "Ann",
@@ -261,7 +271,8 @@ class WorkflowListView(WorkflowAPIView):
         """Record a new run and schedule it, without waiting for it.
 
         Answers 201 with the run and a ``Location`` header; 400 for an invalid body or an
-        unregistered type; 409 while a run of the id is still open.
+        unregistered type; 409 while a run of the id is still open; 429 (with ``Retry-After``)
+        when the workflow's ``RateLimit`` refuses the start.
         """
         data = self.parse(StartWorkflowSerializer, request.data)
         handle = self.executor.execute(

@@ -8,6 +8,7 @@ tasks). The admin, the REST API and the management commands all go through it.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 import uuid
@@ -54,6 +55,8 @@ __all__ = [
     "WorkflowHandle",
     "validate_workflow_id",
 ]
+
+logger = logging.getLogger("beluga_workflows.executor")
 
 MAX_ID_LENGTH = 255
 BUILTIN_QUERIES = ("status", "result", "history")
@@ -309,7 +312,7 @@ class WorkflowExecutor:
         queue = state.queue or ""
         if state.wait_kind == "concurrency" and admission is not None:
             buckets = [bucket for bucket, _ in admission.slots]
-            self.store.on_commit(lambda: self.promote(buckets))
+            self.store.on_commit(lambda: self._promote_quietly(buckets))
         elif state.wait_kind == "throttle":
             self.schedule(state.workflow_id, at=state.wake_at, queue=queue)
         else:
@@ -462,6 +465,13 @@ class WorkflowExecutor:
         for workflow_id, queue in promoted:
             self.schedule(workflow_id, queue=queue)
         return [workflow_id for workflow_id, _ in promoted]
+
+    def _promote_quietly(self, buckets: list[Bucket]) -> None:
+        """``promote``, its failure logged: the run is stored, and the sweep promotes it later."""
+        try:
+            self.promote(buckets)
+        except Exception:
+            logger.exception("promotion pass for %s failed; the sweep runs it again", buckets)
 
     def fire_groups(self, now: datetime | None = None, limit: int = 100) -> list[str]:
         """Start the runs of the debounce and batch groups due by ``now``; returns their ids."""

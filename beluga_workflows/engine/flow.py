@@ -216,12 +216,25 @@ class Gcra:
     period: float
 
 
+def period_text(seconds: float) -> str:
+    """A period in its largest whole unit: ``1h``, ``30s``, ``500ms``, ``1.5s``."""
+    for unit, size in (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size and (seconds / size).is_integer():
+            return f"{int(seconds / size)}{unit}"
+    return f"{seconds * 1000:g}ms" if seconds < 1 else f"{seconds:g}s"
+
+
+def moment_text(at: datetime) -> str:
+    """A moment for people: ``2026-12-01 12:00:03.200 UTC`` (milliseconds)."""
+    return f"{at:%Y-%m-%d %H:%M:%S}.{at.microsecond // 1000:03d} {at.tzname() or ''}".rstrip()
+
+
 def promoted_wait(wait_until: datetime | None, now: datetime) -> dict[str, Any]:
     """The wait fields of a run promoted to its slots at ``now``: due now, or at its throttled
     start (``wait_until``) when that is later."""
     if wait_until is not None and wait_until > now:
         return {"wake_at": wait_until, "wait_kind": "throttle",
-                "wait_name": f"throttled: starts at {wait_until.isoformat()}"}
+                "wait_name": f"throttle: starts at {moment_text(wait_until)}"}
     return {"wake_at": now, "wait_kind": "", "wait_name": ""}
 
 
@@ -275,11 +288,11 @@ class Admission:
         return f'concurrency "{bucket[0]}" key "{bucket[2]}" ({in_use} of {limit} in use)'
 
     def throttled_text(self, start: datetime) -> str:
-        """``throttle "orders.sync" key "m-1" (5 per 1s): starts at <time>``."""
+        """``throttle "orders.sync" key "m-1" (5 per 1s): starts at 12:00:03.200 UTC``."""
         assert self.throttle is not None
         return (f'throttle "{self.workflow_type}" key "{self.throttle.bucket[2]}" '
-                f"({self.throttle.limit} per {self.throttle.period:g}s): starts at "
-                f"{start.isoformat()}")
+                f"({self.throttle.limit} per {period_text(self.throttle.period)}): starts at "
+                f"{moment_text(start)}")
 
     def mark_waiting(self, state: Any, bucket: Bucket, in_use: int, limit: int) -> None:
         """Set ``state`` (a new ``WorkflowState``) waiting for a slot of ``bucket``: no wake-up
@@ -300,8 +313,8 @@ class Admission:
         """Why a run was not started: the rate limit, its key and when it would have conformed."""
         assert self.rate_limit is not None
         return (f'rate limit "{self.workflow_type}" key "{self.rate_limit.bucket[2]}" '
-                f"({self.rate_limit.limit} per {self.rate_limit.period:g}s) reached; the next "
-                f"start conforms at {retry_at.isoformat()}")
+                f"({self.rate_limit.limit} per {period_text(self.rate_limit.period)}) reached; "
+                f"the next start conforms at {moment_text(retry_at)}")
 
 
 @dataclass(frozen=True)

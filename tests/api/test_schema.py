@@ -31,6 +31,8 @@ EXPECTED = {
     ("/api/schedules/{schedule_id}/resume/", "post"): {"200", "401", "403", "404"},
     ("/api/schedules/{schedule_id}/trigger/", "post"): {"202", "400", "401", "403", "404",
                                                        "409"},
+    ("/api/flow-control/", "get"): {"200", "401", "403"},
+    ("/api/flow-control/{workflow_type}/", "get"): {"200", "401", "403", "404"},
 }
 
 

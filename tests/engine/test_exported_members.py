@@ -85,6 +85,7 @@ ERROR_NAMES = {
     "StoreError",
     "RetryAfterError",
     "NonRetriableError",
+    "RateLimitExceededError",
 }
 
 

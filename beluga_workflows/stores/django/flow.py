@@ -231,8 +231,15 @@ class DjangoFlowControl:
             if run is None:  # ended or gone without its waiter rows: drop them
                 self._waiters.filter(run_id=waiter.run_id).delete()
                 continue
-            needs = sorted(((w.workflow_type, w.scope, w.key), w.slot_limit)
-                           for w in self._waiters.filter(run_id=waiter.run_id))
+            rows = self._waiters.filter(run_id=waiter.run_id).order_by("pk")
+            if self._skip_locked():
+                # All of the run's waiter rows, or none: another promoter (of its other bucket)
+                # holding one is promoting it; waiting for it could deadlock.
+                total = rows.count()
+                rows = list(rows.select_for_update(skip_locked=True))
+                if len(rows) < total:
+                    continue
+            needs = sorted(((w.workflow_type, w.scope, w.key), w.slot_limit) for w in rows)
             blocked = self._grant(needs, waiter.run_id, run["workflow_id"], now)
             if blocked == bucket:
                 return None  # this bucket is full: the rest wait
