@@ -294,6 +294,26 @@ class Admission:
                 f"({self.throttle.limit} per {period_text(self.throttle.period)}): starts at "
                 f"{moment_text(start)}")
 
+    def take_rates(self, state: Any, take: Any) -> None:
+        """Steps 1 and 2 of an admission (the store contract): the rate limit, then the
+        throttle, each through the store's ``take(gate, now, delay=...) -> (taken, start)``
+        (its compare-and-set on the GCRA state); ``state``'s wait fields get the throttled start.
+
+        Raises:
+            RateLimitExceededError: the rate limit refuses the run (nothing taken).
+        """
+        from .errors import RateLimitExceededError
+
+        now = state.created_at
+        if self.rate_limit is not None:
+            ok, retry_at = take(self.rate_limit, now, delay=False)
+            if not ok:
+                raise RateLimitExceededError(self.rate_limited_text(retry_at),
+                                             workflow_id=state.workflow_id, retry_at=retry_at)
+        if self.throttle is not None:
+            _, start = take(self.throttle, now, delay=True)
+            self.mark_throttled(state, start)
+
     def mark_waiting(self, state: Any, bucket: Bucket, in_use: int, limit: int) -> None:
         """Set ``state`` (a new ``WorkflowState``) waiting for a slot of ``bucket``: no wake-up
         but its deadline; a throttled start is kept in ``wait_until``."""

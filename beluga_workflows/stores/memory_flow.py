@@ -12,7 +12,6 @@ import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
-from ..engine.errors import RateLimitExceededError
 from ..engine.events import Event, EventRecord, EventWait, empty_outcome, merge_outcome
 from ..engine.flow import Admission, Bucket, debounce_due, gcra, promoted_wait
 from ..engine.types import WorkflowState
@@ -61,14 +60,7 @@ class MemoryFlowControl:
             RateLimitExceededError: the rate limit refuses it (nothing changed).
         """
         now = state.created_at
-        if admission.rate_limit is not None:
-            ok, retry_at = self._take(admission.rate_limit, now, delay=False)
-            if not ok:
-                raise RateLimitExceededError(admission.rate_limited_text(retry_at),
-                                             workflow_id=state.workflow_id, retry_at=retry_at)
-        if admission.throttle is not None:
-            _, start = self._take(admission.throttle, now, delay=True)
-            admission.mark_throttled(state, start)
+        admission.take_rates(state, self._take)
         if not admission.slots:
             return
         full = next(((b, limit) for b, limit in admission.slots

@@ -30,7 +30,7 @@ from django.db import IntegrityError, connections, transaction
 from django.db.models import Count, Exists, F, Max, OuterRef, Q
 
 from ... import models
-from ...engine.errors import ConflictError, RateLimitExceededError
+from ...engine.errors import ConflictError
 from ...engine.events import Event, EventWait, empty_outcome, merge_outcome
 from ...engine.flow import Admission, Bucket, Gcra, debounce_due, gcra, promoted_wait
 from ...engine.types import RunEnd, WorkflowState, WorkflowStatus
@@ -88,14 +88,7 @@ class DjangoFlowControl:
             RateLimitExceededError: the rate limit refuses the run (nothing written).
         """
         now = state.created_at
-        if admission.rate_limit is not None:
-            ok, retry_at = self._take_gcra(admission.rate_limit, now, delay=False)
-            if not ok:
-                raise RateLimitExceededError(admission.rate_limited_text(retry_at),
-                                             workflow_id=state.workflow_id, retry_at=retry_at)
-        if admission.throttle is not None:
-            _, start = self._take_gcra(admission.throttle, now, delay=True)
-            admission.mark_throttled(state, start)
+        admission.take_rates(state, self._take_gcra)
         if admission.slots and not self._take_slots(state, admission, now):
             order_at = admission.order_at or now
             self._waiters.bulk_create([
