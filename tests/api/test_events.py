@@ -50,6 +50,11 @@ def test_an_event_starts_its_trigger_once_and_a_resent_id_is_a_duplicate(staff):
 
 def test_an_event_wakes_the_run_waiting_for_it_and_says_so(staff):
     start(staff, "tests.api.await_paid", id="order-7", input="o-7")
+    store = get_executor().store
+    # Sent once the run waits: sent earlier, the run finds it itself and nothing is woken.
+    wait_until(lambda: (s := store.load("order-7", with_history=False)) is not None
+               and s.wait_kind == "event" and not s.lease_owner,
+               what="order-7 to wait for its payment")
     body = send(staff, name="tests/paid", data={"order_id": "o-7", "amount": 3}).json()
     assert ended("order-7").result == {"order_id": "o-7", "amount": 3}
     detail = fanned_out(staff, body["event_id"])
