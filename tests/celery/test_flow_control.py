@@ -346,7 +346,7 @@ def test_a_rate_limit_of_1_per_hour_per_user_starts_one_run_per_user_and_skips_t
             assert result.started == () and result.deferred == ()
             (skip,) = result.skipped
             assert skip["workflow_type"] == rated
-            assert skip["reason"].startswith(f'rate limit "{rated}" key "{user}" (1 per 3600s) '
+            assert skip["reason"].startswith(f'rate limit "{rated}" key "{user}" (1 per 1h) '
                                              f"reached"), skip
     wait_for(lambda: not models.Event.objects.using(ALIAS).filter(fanned_out_at__isnull=True)
              .exists() and cluster.count("completed") == 3, 60,
