@@ -237,7 +237,9 @@ def test_a_site_with_the_core_alone_migrates_checks_and_runs_workflows(site):
         "nats": False, "httpx": False, "psycopg": False, "environ": False,
         "beluga_project": False}
     assert all(probe["core"].values()), probe["core"]
-    assert [r for r in probe["requires"] if "extra ==" not in r] == ["django<6.0,>=5.2"]
+    # The core: Django, and cronsim for the schedules' cron expressions (pure Python, no deps).
+    assert [r for r in probe["requires"] if "extra ==" not in r] == ["django<6.0,>=5.2",
+                                                                      "cronsim>=2.7"]
     tops = {path.split("/")[0] for path in probe["files"]}
     assert "beluga_workflows" in tops
     assert not tops & {"beluga_project", "tests", "bench", "templates"}, tops
