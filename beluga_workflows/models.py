@@ -69,6 +69,8 @@ class WorkflowState(models.Model):
     cancel_requested = models.BooleanField(default=False)
     # The ``seq`` of the run's last history event: appends are fenced on it (no gaps, no rewrites).
     last_event_id = models.IntegerField(default=0)
+    # The workflow id of the run that started this one as a child ('' for other runs).
+    parent_id = models.CharField("parent workflow id", max_length=255, blank=True, default="")
 
     class Meta:
         verbose_name = "workflow run"
@@ -82,6 +84,10 @@ class WorkflowState(models.Model):
             # due(): open runs whose wake_at passed; a run whose worker died keeps its wake_at,
             # so runs with expired leases are found through this index too.
             models.Index(fields=["status", "wake_at"], name="beluga_wf_due_idx"),
+            # The children of a run (list filter, child counts); runs without a parent are
+            # most runs and stay out of it.
+            models.Index(fields=["parent_id", "-created_at", "-run_id"],
+                         condition=~models.Q(parent_id=""), name="beluga_wf_children_idx"),
         ]
         permissions = [
             ("start_workflow", "Can start workflows"),

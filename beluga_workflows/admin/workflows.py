@@ -85,6 +85,8 @@ class StoreQuery:
 
     def __getitem__(self, index: slice) -> list[WorkflowState]:
         start = index.start or 0
+        if self.total == 0:
+            return []
         return self.store.list(replace(self.filter, offset=start, limit=index.stop - start))
 
 
@@ -94,9 +96,11 @@ class WorkflowPages(WorkflowAdminBase):
     # -- the list ---------------------------------------------------------------------------------
 
     def changelist_view(self, request: HttpRequest, extra_context: dict | None = None) -> HttpResponse:
-        """The run list: a page of runs by status, type, id prefix and (``?wait=``) what open
-        runs wait for (``concurrency``, ``signal``...), with the status counts and the pending
-        human tasks. A POST with ``action`` is the cancel-selected action.
+        """The run list: a page of runs by status, type, id prefix, (``?wait=``) what open
+        runs wait for (``concurrency``, ``signal``...) and (``?parent=``) whose children they
+        are, with the status counts and the pending human tasks; each child links to its
+        parent, each parent to the list of its children. A POST with ``action`` is the
+        cancel-selected action.
 
         Raises:
             PermissionDenied: the user may not view runs (403).
@@ -110,17 +114,28 @@ class WorkflowPages(WorkflowAdminBase):
         workflow_type = request.GET.get("type") or None
         search = request.GET.get("q", "").strip()
         wait_kind = request.GET.get("wait", "").strip() or None
+        parent = request.GET.get("parent", "").strip() or None
         flt = WorkflowFilter(status=status, workflow_type=workflow_type,
-                             workflow_id_prefix=search or None, wait_kind=wait_kind)
+                             workflow_id_prefix=search or None, wait_kind=wait_kind,
+                             parent_id=parent)
         counts = self.store.count_by_status()
         total = sum(counts.values())
         query = StoreQuery(self.store, flt)
-        if workflow_type is None and not search and not wait_kind:  # the dashboard counted it
-            query.total = counts[status] if status else total
+        if any("\x00" in (text or "") for text in (workflow_type, search, wait_kind, parent)):
+            query.total = 0  # no run's id, type or wait holds NUL (nor can a database store it)
+        elif workflow_type is None and not search and not wait_kind and not parent:
+            query.total = counts[status] if status else total  # the dashboard counted it
         pages = self.paginate(request, query, LIST_PER_PAGE)
         now = timezone.now()
+        listed = pages["page"].object_list
+        children = self.store.count_children(s.workflow_id for s in listed)
+        changelist = self.url("changelist")
         rows = [{"state": s, "wait": describe_wait(s, now), "elapsed": elapsed(s, now),
-                 "url": self.url("change", s.workflow_id)} for s in pages["page"].object_list]
+                 "url": self.url("change", s.workflow_id),
+                 "parent_url": self.url("change", s.parent_id) if s.parent_id else "",
+                 "children": children.get(s.workflow_id, 0),
+                 "children_url": f"{changelist}?{urlencode({'parent': s.workflow_id})}"}
+                for s in listed]
         types = registered_workflows()
         if workflow_type and workflow_type not in types:
             types = sorted([*types, workflow_type])
@@ -129,11 +144,13 @@ class WorkflowPages(WorkflowAdminBase):
             rows=rows, **pages, total=total,
             counts=[(s.value, counts.get(s.value, 0)) for s in WorkflowStatus],
             status=status or "", workflow_type=workflow_type or "", search=search,
-            wait=wait_kind or "",
+            wait=wait_kind or "", parent=parent or "",
+            parent_url=self.url("change", parent) if parent else "",
             statuses=[(s.value, s.value.replace("_", " ").capitalize()) for s in WorkflowStatus],
             types=types, human_count=count_pending_human_tasks(self.store),
             params=urlencode({k: v for k, v in (("status", status), ("type", workflow_type),
-                                                ("q", search), ("wait", wait_kind)) if v}),
+                                                ("q", search), ("wait", wait_kind),
+                                                ("parent", parent)) if v}),
             start_url=self.url("add"),
         )
 

@@ -102,6 +102,9 @@ class ListQuerySerializer(serializers.Serializer):
                                      help_text="Only runs in this status (empty: any).")
     workflow_type = FilterTextField(required=False, allow_blank=True,
                                     help_text="Only runs of this type (empty: any).")
+    parent_id = FilterTextField(required=False, allow_blank=True,
+                                help_text="Only the child runs of the workflow with this id "
+                                          "(empty: any run).")
     limit = QueryIntegerField(
         required=False, default=DEFAULT_PAGE_SIZE, min_value=1, max_value=MAX_PAGE_SIZE,
         help_text="How many workflows per page.",
@@ -182,6 +185,9 @@ class WorkflowSerializer(serializers.Serializer):
         allow_null=True, help_text="Seconds from start to end (to the last update while running)."
     )
     cancel_requested = serializers.BooleanField()
+    parent_id = serializers.CharField(
+        allow_blank=True, help_text="The id of the workflow that started this run as a child "
+                                    "(empty for other runs).")
     waiting_for = serializers.SerializerMethodField()
 
     @extend_schema_field(WaitSerializer(allow_null=True))

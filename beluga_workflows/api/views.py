@@ -230,7 +230,8 @@ class WorkflowListView(WorkflowAPIView):
         tags=["workflows"],
     )
     def get(self, request: Request) -> Response:
-        """List the latest run of each id, newest first, by ``status`` and ``workflow_type``.
+        """List the latest run of each id, newest first, by ``status``, ``workflow_type`` and
+        ``parent_id`` (a run's children).
 
         Answers 200 with a page (``count``, ``next``, ``previous``, ``results``); 400 for a bad
         query parameter.
@@ -239,7 +240,7 @@ class WorkflowListView(WorkflowAPIView):
         limit, offset = params["limit"], params["offset"]
         workflow_filter = WorkflowFilter(
             status=params.get("status"), workflow_type=params.get("workflow_type") or None,
-            limit=limit, offset=offset,
+            parent_id=params.get("parent_id") or None, limit=limit, offset=offset,
         )
         store = self.executor.store
         states = store.list(workflow_filter)

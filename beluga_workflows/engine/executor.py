@@ -334,6 +334,7 @@ class WorkflowExecutor:
             deadline=now + timedelta(seconds=timeout) if timeout is not None else None,
             queue=queue,
             wake_at=now,
+            parent_id=parent["workflow_id"] if parent else "",
             history=[HistoryEvent(id=1, type=EventType.WORKFLOW_STARTED, timestamp=now,
                                   activity_name=workflow_type, input=input,
                                   signal_name=parent["workflow_id"] if parent else "",

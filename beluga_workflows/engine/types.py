@@ -229,6 +229,8 @@ class WorkflowFilter:
             own prefix). Stores should answer it from their id index (a range scan), not a scan.
         wait_kind: only open runs suspended on this kind of wait (``"signal"``, ``"timer"``,
             ``"retry"``, ``"human"``...), as ``WorkflowState.wait_kind`` records it.
+        parent_id: only the child runs of the run with this workflow id
+            (``WorkflowState.parent_id``).
     """
 
     status: WorkflowStatus | str | None = None
@@ -237,6 +239,7 @@ class WorkflowFilter:
     offset: int = 0
     workflow_id_prefix: str | None = None
     wait_kind: str | None = None
+    parent_id: str | None = None
 
     def __post_init__(self) -> None:
         if self.status is not None and self.status != "":
@@ -261,6 +264,8 @@ class WorkflowState:
     a run whose ``wake_seq`` it has seen), ``wake_at`` (when a worker should next pick the run up;
     ``None`` while it waits for a signal with no timeout), what it waits for (``wait_kind``,
     ``wait_name``, ``wait_until``) and its unconsumed ``signals`` in arrival order.
+    ``parent_id`` is the workflow id of the run that started this one as a child (``""`` for a
+    run started otherwise); it never changes.
     """
 
     workflow_id: str
@@ -286,6 +291,7 @@ class WorkflowState:
     wait_until: datetime | None = None
     cancel_requested: bool = False
     signals: list[Signal] = field(default_factory=list)
+    parent_id: str = ""
 
     def __post_init__(self) -> None:
         self.status = WorkflowStatus(self.status)

@@ -35,6 +35,7 @@ def workflow_json(state: WorkflowState) -> dict[str, Any]:
         "deadline": _datetime(state.deadline),
         "duration": state.duration,
         "cancel_requested": bool(state.cancel_requested),
+        "parent_id": state.parent_id,
         "waiting_for": _waiting_for(state),
     }
 

@@ -41,7 +41,7 @@ import abc
 import dataclasses
 import functools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, TypeVar
 
@@ -392,6 +392,16 @@ class WorkflowStore(abc.ABC):
         counts = {s.value: 0 for s in WorkflowStatus}
         for state in self.list(WorkflowFilter()):
             counts[state.status.value] += 1
+        return counts
+
+    def count_children(self, workflow_ids: Iterable[str]) -> dict[str, int]:
+        """How many child runs (``WorkflowState.parent_id``) each of ``workflow_ids`` has; ids
+        without children are left out. Stores should answer it from an index of parents."""
+        wanted = set(workflow_ids)
+        counts: dict[str, int] = {}
+        for state in self.list(WorkflowFilter()) if wanted else ():
+            if state.parent_id in wanted:
+                counts[state.parent_id] = counts.get(state.parent_id, 0) + 1
         return counts
 
     def watch(self, workflow_id: str) -> RunWatch:

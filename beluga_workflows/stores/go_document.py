@@ -180,6 +180,7 @@ def encode_state(state: WorkflowState, *, signal_seq: int = 0) -> dict[str, Any]
             "wait_name": state.wait_name,
             "wait_until": format_time(state.wait_until),
             "cancel_requested": state.cancel_requested,
+            "parent_id": state.parent_id,
             "signal_seq": signal_seq,
             "signals": [
                 {"id": s.id, "name": s.name, "payload": s.payload,
@@ -232,6 +233,7 @@ def decode_state(doc: dict, *, with_history: bool = True) -> tuple[WorkflowState
         wait_until=parse_time(extra.get("wait_until")),
         cancel_requested=bool(extra.get("cancel_requested")),
         signals=signals,
+        parent_id=extra.get("parent_id") or "",
     )
     if not isinstance(state.workflow_id, str) or not state.workflow_id:
         raise ValueError("the document has no WorkflowID")

@@ -40,10 +40,11 @@ from .transitions import matches
 __all__ = ["RedisStore"]
 
 # KEYS[1] = the run's hash. ARGV: prefix, id, expected rev ("" = must be missing, "*" = any),
-# doc ("" = delete), status, type, wait kind, created (us), wake-up (us or ""), lease expiry (us or "").
+# doc ("" = delete), status, type, wait kind, created (us), wake-up (us or ""), lease expiry (us or ""),
+# parent workflow id ("" = none: a child run is also in its parent's ``children:<parent>`` zset).
 _WRITE = """
 local key, p, id = KEYS[1], ARGV[1], ARGV[2]
-local old = redis.call('HMGET', key, 'rev', 'status', 'type')
+local old = redis.call('HMGET', key, 'rev', 'status', 'type', 'parent')
 if ARGV[3] ~= '*' then
   if ARGV[3] == '' then
     if old[1] then return 0 end
@@ -53,6 +54,7 @@ if ARGV[3] ~= '*' then
 end
 if old[2] then redis.call('ZREM', p .. 'status:' .. old[2], id) end
 if old[3] then redis.call('ZREM', p .. 'type:' .. old[3], id) end
+if old[4] and old[4] ~= '' then redis.call('ZREM', p .. 'children:' .. old[4], id) end
 if ARGV[4] == '' then
   redis.call('DEL', key)
   redis.call('ZREM', p .. 'all', id)
@@ -62,13 +64,15 @@ if ARGV[4] == '' then
   return 1
 end
 local rev = redis.call('INCR', p .. 'revision')
-redis.call('HSET', key, 'doc', ARGV[4], 'rev', rev, 'status', ARGV[5], 'type', ARGV[6], 'wait', ARGV[7])
+redis.call('HSET', key, 'doc', ARGV[4], 'rev', rev, 'status', ARGV[5], 'type', ARGV[6], 'wait', ARGV[7],
+           'parent', ARGV[11])
 redis.call('ZADD', p .. 'all', ARGV[8], id)
 redis.call('ZADD', p .. 'ids', 0, id)
 redis.call('ZADD', p .. 'status:' .. ARGV[5], ARGV[8], id)
 redis.call('ZADD', p .. 'type:' .. ARGV[6], ARGV[8], id)
 if ARGV[9] == '' then redis.call('ZREM', p .. 'wake', id) else redis.call('ZADD', p .. 'wake', ARGV[9], id) end
 if ARGV[10] == '' then redis.call('ZREM', p .. 'lease', id) else redis.call('ZADD', p .. 'lease', ARGV[10], id) end
+if ARGV[11] ~= '' then redis.call('ZADD', p .. 'children:' .. ARGV[11], ARGV[8], id) end
 return rev
 """
 
@@ -142,12 +146,12 @@ class RedisStore(DocumentStore):
         return bool(self._script(keys=[self._key(workflow_id)], args=[
             self.prefix, workflow_id, revision, dumps(doc), state.status.value,
             state.workflow_type, state.wait_kind if open_ else "", _us(state.created_at),
-            _us(state.wake_at) if open_ else "", lease,
+            _us(state.wake_at) if open_ else "", lease, state.parent_id,
         ]))
 
     def _remove(self, workflow_id: str) -> None:
         self._script(keys=[self._key(workflow_id)],
-                     args=[self.prefix, workflow_id, "*", "", "", "", "", "", "", ""])
+                     args=[self.prefix, workflow_id, "*", "", "", "", "", "", "", "", ""])
 
     def _documents(self) -> Iterable[dict]:
         return self._docs(m.decode() for m in self.client.zrange(f"{self.prefix}ids", 0, -1))
@@ -178,6 +182,8 @@ class RedisStore(DocumentStore):
 
     def _index(self, filter: WorkflowFilter) -> str:
         """The zset that holds (a superset of) the runs ``filter`` asks for."""
+        if filter.parent_id:
+            return f"{self.prefix}children:{filter.parent_id}"
         if filter.status is not None:
             return f"{self.prefix}status:{WorkflowStatus(filter.status).value}"
         if filter.wait_kind:
@@ -203,7 +209,7 @@ class RedisStore(DocumentStore):
     def _simple(self, filter: WorkflowFilter) -> bool:
         """Whether one index answers ``filter`` exactly (no field to check per run)."""
         given = [filter.status is not None, bool(filter.workflow_type), bool(filter.wait_kind),
-                 bool(filter.workflow_id_prefix)]
+                 bool(filter.workflow_id_prefix), bool(filter.parent_id)]
         return sum(given) <= 1 and not filter.wait_kind and not filter.workflow_id_prefix
 
     def _matching(self, filter: WorkflowFilter) -> Iterator[str]:
@@ -213,12 +219,14 @@ class RedisStore(DocumentStore):
             batch = candidates[start:start + _BATCH]
             pipe = self.client.pipeline(transaction=False)
             for workflow_id in batch:
-                pipe.hmget(self._key(workflow_id), ["status", "type", "wait"])
-            for workflow_id, (status, type_, wait) in zip(batch, pipe.execute(), strict=True):
+                pipe.hmget(self._key(workflow_id), ["status", "type", "wait", "parent"])
+            for workflow_id, (status, type_, wait, parent) in zip(batch, pipe.execute(),
+                                                                  strict=True):
                 if status is None:
                     continue  # deleted meanwhile
                 state = WorkflowState(workflow_id=workflow_id, run_id="", status=status.decode(),
-                                      workflow_type=type_.decode(), wait_kind=wait.decode())
+                                      workflow_type=type_.decode(), wait_kind=wait.decode(),
+                                      parent_id=(parent or b"").decode())
                 if matches(state, filter):
                     yield workflow_id
 
@@ -253,6 +261,15 @@ class RedisStore(DocumentStore):
         if self._simple(filter):
             return self.client.zcard(self._index(filter))
         return sum(1 for _ in self._matching(filter))
+
+    @guarded("count_children")
+    def count_children(self, workflow_ids: Iterable[str]) -> dict[str, int]:
+        """One pipelined ``ZCARD`` of each id's ``children:`` index."""
+        ids = list(dict.fromkeys(i for i in workflow_ids if i))
+        pipe = self.client.pipeline(transaction=False)
+        for workflow_id in ids:
+            pipe.zcard(f"{self.prefix}children:{workflow_id}")
+        return {i: n for i, n in zip(ids, pipe.execute() if ids else (), strict=True) if n}
 
     @guarded("count_by_status")
     def count_by_status(self) -> dict[str, int]:

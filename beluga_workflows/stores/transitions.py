@@ -60,7 +60,8 @@ def matches(state: WorkflowState, filter: WorkflowFilter) -> bool:
             and (not filter.workflow_type or state.workflow_type == filter.workflow_type)
             and (not filter.workflow_id_prefix
                  or state.workflow_id.startswith(filter.workflow_id_prefix))
-            and (not filter.wait_kind or (state.is_open and state.wait_kind == filter.wait_kind)))
+            and (not filter.wait_kind or (state.is_open and state.wait_kind == filter.wait_kind))
+            and (not filter.parent_id or state.parent_id == filter.parent_id))
 
 
 def page(states: Iterable[WorkflowState], filter: WorkflowFilter) -> list[WorkflowState]:

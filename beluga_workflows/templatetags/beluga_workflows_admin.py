@@ -83,17 +83,20 @@ def run_timeline(state: Any) -> str:
                         child_url=lambda child_id: f"../../{quote(child_id)}/change/")
 
 
+# The run page names this many children; the rest are on the list page (``?parent=``).
+CHILDREN_SHOWN = 20
+
+
 @register.simple_tag
 def run_relatives(state: Any) -> dict[str, Any]:
-    """The run's parent (from its ``workflow_started`` event) and the children its history
-    started: ``{"parent": id or None, "children": [ids]}``."""
-    from ..engine.parallel import parent_of
+    """The run's parent and the children its history started: ``{"parent": id or None,
+    "children": the first CHILDREN_SHOWN ids, "more": how many more}``."""
     from ..engine.types import EventType
 
     history = _with_history(state).history
-    parent = parent_of(history)
     children = [e.signal_name for e in history if e.type is EventType.CHILD_WORKFLOW_STARTED]
-    return {"parent": parent["workflow_id"] if parent else None, "children": children}
+    return {"parent": state.parent_id or None, "children": children[:CHILDREN_SHOWN],
+            "more": max(len(children) - CHILDREN_SHOWN, 0)}
 
 
 @register.filter

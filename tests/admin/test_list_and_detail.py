@@ -80,6 +80,9 @@ def test_filters_and_search(executor, operator_client):
     assert ids("?q=ALPHA") == []                                              # case-sensitive
     assert ids("?q=alpha&status=failed") == []
     assert ids("?status=bogus") == ids("")  # an unknown status is ignored, not an error
+    # Text no id can hold finds nothing (and no store is asked something it cannot store).
+    assert ids("?q=al%00pha") == ids("?parent=a%00b") == ids("?wait=si%00gnal") == []
+    assert ids("?parent=alpha-00001") == []  # a run without children
 
 
 def test_pagination(executor, operator_client):

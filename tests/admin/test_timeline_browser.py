@@ -84,8 +84,25 @@ def test_the_timeline_draws_parallel_attempts_a_timer_and_a_linked_child(executo
     assert page.locator("#timeline-chart rect.span[data-kind=wait]").count() >= 1
     child_bar = page.locator("#timeline-chart a rect[data-kind=child]")
     assert child_bar.count() == 1
-    page.locator("#child-runs a").click()
+    page.locator("#child-runs a.child-run").click()
     page.wait_for_url(f"**{url('change', 'order-77/6')}")
     shot(page, "timeline-child")
     page.locator("#parent-run a").click()
+    page.wait_for_url(f"**{url('change', 'order-77')}")
+
+    # The list: the child row links to its parent, the parent row to the list of its children.
+    page.goto(url("changelist"))
+    child_row = page.locator('tr[data-workflow-id="order-77/6"]')
+    assert child_row.locator("a.parent-link").inner_text() == "order-77"
+    parent_row = page.locator('tr[data-workflow-id="order-77"]')
+    assert parent_row.locator("a.children-link").inner_text() == "1 child run"
+    assert page.locator('tr[data-workflow-id="order-77/6"] a.children-link').count() == 0
+    shot(page, "timeline-list")
+    parent_row.locator("a.children-link").click()
+    page.wait_for_url("**?parent=order-77")
+    assert page.locator("#result_list tbody tr").evaluate_all(
+        "rows => rows.map(r => r.dataset.workflowId)") == ["order-77/6"]
+    assert "Only the child runs of order-77" in page.locator("#parent-filter").inner_text()
+    shot(page, "timeline-children")
+    child_row.locator("a.parent-link").click()
     page.wait_for_url(f"**{url('change', 'order-77')}")

@@ -46,3 +46,9 @@ def review(ctx: WorkflowContext, options=None):
         data = {"order": 42, "amount": "19.90", "round": len(answers) + 1}
         answers.append(ctx.execute_activity(ask, data))
     return answers
+
+
+@workflow(name="tests.api.family")
+def family(ctx: WorkflowContext, children: int = 2):
+    """Runs ``children`` child runs of ``tests.api.echo`` and returns their results."""
+    return ctx.gather(*[ctx.start_child(echo, n) for n in range(children)])

@@ -11,7 +11,7 @@ from .conftest import ended, result_of, start, url, waiting_for_signal
 
 WORKFLOW_FIELDS = {
     "id", "run_id", "workflow_type", "status", "input", "result", "error", "created_at",
-    "updated_at", "ended_at", "deadline", "duration", "cancel_requested", "waiting_for",
+    "updated_at", "ended_at", "deadline", "duration", "cancel_requested", "parent_id", "waiting_for",
 }
 
 
@@ -206,6 +206,19 @@ def test_list_filters_by_status_and_type(staff, five_runs):
     assert staff.get(url(), {"workflow_type": "nothing.like.it"}).json()["count"] == 0
 
 
+def test_list_filters_by_parent_and_names_each_runs_parent(staff, five_runs):
+    parent = start(staff, "tests.api.family", id="fam", input=2)
+    result_of(parent["id"])
+    children = staff.get(url(), {"parent_id": "fam"}).json()
+    assert sorted(w["id"] for w in children["results"]) == ["fam/1", "fam/2"]
+    assert children["count"] == 2
+    assert {w["parent_id"] for w in children["results"]} == {"fam"}
+    assert staff.get(url("fam")).json()["parent_id"] == ""
+    assert staff.get(url(), {"parent_id": "run-1"}).json()["count"] == 0
+    everything = staff.get(url(), {"parent_id": ""}).json()
+    assert everything["count"] == 8  # empty: any run
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
@@ -216,6 +229,7 @@ def test_list_filters_by_status_and_type(staff, five_runs):
         ({"limit": 0}, "limit: Ensure this value is greater than or equal to 1."),
         ({"limit": 100000}, "limit: Ensure this value is less than or equal to 500."),
         ({"offset": -1}, "offset: Ensure this value is greater than or equal to 0."),
+        ({"parent_id": "a\x00b"}, "parent_id: Null characters are not allowed."),
     ],
 )
 def test_list_refuses_bad_parameters_with_400(staff, params, message):

@@ -86,7 +86,8 @@ def test_request_and_response_bodies_are_described(spec):
     assert "detail" in error["required"]
 
     listing = paths["/api/workflows/"]["get"]
-    assert {p["name"] for p in listing["parameters"]} == {"status", "workflow_type", "limit", "offset"}
+    assert {p["name"] for p in listing["parameters"]} == {"status", "workflow_type", "parent_id",
+                                                          "limit", "offset"}
     status = next(p for p in listing["parameters"] if p["name"] == "status")
     assert set(status["schema"]["enum"]) == {"", "running", "completed", "failed", "canceled",
                                              "timed_out"}

@@ -19,3 +19,9 @@ def echo(ctx: WorkflowContext, data=None):
 @workflow(name="tests.commands.fail")
 def fail(ctx: WorkflowContext, data=None):
     raise ValueError("boom\non two lines")
+
+
+@workflow(name="tests.commands.family")
+def family(ctx: WorkflowContext, children: int = 2):
+    """Runs ``children`` child runs of ``tests.commands.echo``."""
+    return ctx.gather(*[ctx.start_child(echo, n) for n in range(children)])

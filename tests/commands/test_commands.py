@@ -82,6 +82,17 @@ def test_start_signal_query_show_cancel_list():
     assert len(limited) == 3 and limited[-1] == "1 of 2 workflows shown (--limit 1)."
 
 
+def test_list_parent_shows_a_runs_children_and_show_names_the_parent():
+    run("workflows_start", "tests.commands.family", "--id", "fam", "--input", "2")
+    assert ended("fam").status is WorkflowStatus.COMPLETED
+    rows = [json.loads(x) for x in run("workflows_list", "--json", "--parent", "fam").splitlines()]
+    assert sorted(r["id"] for r in rows) == ["fam/1", "fam/2"]
+    assert {r["parent_id"] for r in rows} == {"fam"}
+    assert run("workflows_list", "--parent", "nobody") == "No workflows.\n"
+    assert "Parent    fam" in run("workflows_show", "fam/1")
+    assert "Parent" not in run("workflows_show", "fam")
+
+
 def test_start_generates_an_id():
     workflow_id = run("workflows_start", "tests.commands.echo").strip()
     assert workflow_id.startswith("wf-")

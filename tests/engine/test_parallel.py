@@ -18,6 +18,7 @@ from beluga_workflows import (
     RetryPolicy,
     Signal,
     WorkflowFailedError,
+    WorkflowFilter,
     WorkflowOptions,
     WorkflowStatus,
     activity,
@@ -223,6 +224,11 @@ def test_a_parent_gathers_its_children_each_a_full_run(env):
         assert state.status is WorkflowStatus.COMPLETED
         link = state.history[0].signal_payload
         assert link == {"workflow_id": handle.id, "run_id": handle.run_id, "op": op}
+        assert state.parent_id == handle.id
+    children = env.store.list(WorkflowFilter(parent_id=handle.id))
+    assert sorted(s.workflow_id for s in children) == [f"{handle.id}/{op}" for op in range(1, 6)]
+    assert env.store.count_children([handle.id]) == {handle.id: 5}
+    assert env.store.load(handle.id).parent_id == ""
 
 
 def test_a_failed_child_raises_child_workflow_error_in_the_parent(env):

@@ -126,7 +126,7 @@ def test_save_then_load_round_trips_every_field(store):
         "wf-rt", input={"order": [1, 2.5, "trois", None, True], "nested": {"é": "ü"}},
         deadline=at(3600), queue="priority", wait_kind="signal", wait_name="approval",
         wait_until=at(60), cancel_requested=True, wake_seq=3,
-        lease_owner="host:1:abc", lease_expires_at=at(30),
+        lease_owner="host:1:abc", lease_expires_at=at(30), parent_id="orders/7",
     )
     state.wake_at = at(60)
     state.history += [
@@ -244,6 +244,34 @@ def test_list_by_wait_kind_shows_open_runs_suspended_so(store):
     assert [s.workflow_id for s in waiting] == ["h1"]
     assert store.count(WorkflowFilter(wait_kind="human")) == 1
     assert store.count(WorkflowFilter(wait_kind="timer", status="running")) == 1
+
+
+def test_list_by_parent_shows_its_children_and_counts_them(store):
+    store.create(new_run("p1"))
+    store.create(new_run("p1/2", parent_id="p1", created=at(1)))
+    store.create(new_run("p1/3", parent_id="p1", created=at(2)))
+    store.create(new_run("p2/1", parent_id="p2"))
+    store.create(new_run("lonely"))
+
+    children = store.list(WorkflowFilter(parent_id="p1"))
+    assert [s.workflow_id for s in children] == ["p1/3", "p1/2"]  # newest first
+    assert all(s.parent_id == "p1" for s in children)
+    assert store.load("lonely").parent_id == ""
+    assert store.count(WorkflowFilter(parent_id="p1")) == 2
+    assert [s.workflow_id for s in store.list(WorkflowFilter(parent_id="p1", limit=1,
+                                                             offset=1))] == ["p1/2"]
+    assert store.count(WorkflowFilter(parent_id="p1", status="running")) == 2
+    assert store.count(WorkflowFilter(parent_id="p1", workflow_id_prefix="p1/3")) == 1
+    assert store.count_children(["p1", "p2", "lonely", "p1/2", "missing"]) == {"p1": 2, "p2": 1}
+    assert store.count_children([]) == {}
+
+    store.delete("p1/2")  # a deleted child is no longer one of its parent's
+    ended = claimed(store, "p1/3")
+    store.append("p1/3", ended.run_id, "w1", [], lease_until=at(30),
+                 end=RunEnd(WorkflowStatus.COMPLETED))
+    store.create(new_run("p1/3", created=at(3)))  # its id reused by a run that is nobody's child
+    assert store.count_children(["p1"]) == {}
+    assert store.list(WorkflowFilter(parent_id="p1")) == []
 
 
 def test_history_after_and_limit(store):

@@ -15,17 +15,20 @@ class Command(WorkflowCommand):
     help = (
         "List workflows (the latest run of each id), newest first: an aligned table, or with "
         "--json one JSON object per line with the same fields as the REST API. Filter by "
-        "--status and --type; --limit caps how many are shown."
+        "--status, --type and --parent (a workflow's children); --limit caps how many are shown."
     )
 
     def add_arguments(self, parser):
-        """Take ``--status``, ``--type``, ``--limit N`` (default 50) and ``--json``."""
+        """Take ``--status``, ``--type``, ``--parent ID``, ``--limit N`` (default 50) and
+        ``--json``."""
         parser.add_argument(
             "--status", metavar="S",
             help=f"Only runs in this status: {', '.join(s.value for s in WorkflowStatus)}.",
         )
         parser.add_argument("--type", dest="workflow_type", metavar="T",
                             help="Only runs of this workflow type (its registered name).")
+        parser.add_argument("--parent", dest="parent_id", metavar="ID",
+                            help="Only the child runs of the workflow with this id.")
         parser.add_argument(
             "--limit", metavar="N", default=str(DEFAULT_LIMIT),
             help=f"Show at most N workflows (default: {DEFAULT_LIMIT}).",
@@ -33,7 +36,7 @@ class Command(WorkflowCommand):
         parser.add_argument("--json", action="store_true", dest="as_json",
                             help="Print one JSON object per workflow, one per line.")
 
-    def handle(self, *args, status, workflow_type, limit, as_json, **options):
+    def handle(self, *args, status, workflow_type, parent_id, limit, as_json, **options):
         """Print the matching runs (a table with a "N of M shown" line when capped, or one
         JSON object per line), or "No workflows.".
 
@@ -41,6 +44,7 @@ class Command(WorkflowCommand):
         status, or the store cannot be read.
         """
         workflow_filter = WorkflowFilter(status=status, workflow_type=workflow_type or None,
+                                         parent_id=parent_id or None,
                                          limit=self.parse_count(limit, "--limit"))
         store = self.executor.store
         states = store.list(workflow_filter)

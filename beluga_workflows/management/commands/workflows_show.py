@@ -50,6 +50,7 @@ class Command(WorkflowCommand):
             ("Workflow", state.workflow_id),
             ("Run", state.run_id),
             ("Type", state.workflow_type),
+            *([("Parent", state.parent_id)] if state.parent_id else []),
             ("Status", self.style_status(state.status)
              + (" (cancel requested)" if state.cancel_requested and state.is_open else "")),
             ("Started", state.created_at.isoformat()),

@@ -25,7 +25,7 @@ subclass overrides; what the operation decides around it is written once, here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
 
@@ -252,6 +252,8 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
             runs = runs.filter(workflow_type=filter.workflow_type)
         if filter.wait_kind:
             runs = runs.filter(status=RUNNING, wait_kind=filter.wait_kind)
+        if filter.parent_id:
+            runs = runs.filter(parent_id=filter.parent_id)
         prefix = filter.workflow_id_prefix
         if prefix and self._prefix_as_range:
             # A range over the id index (binary order), which ignores no case.
@@ -283,6 +285,14 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         for row in self._runs.order_by().values("status").annotate(n=Count("run_id")):
             counts[row["status"]] = row["n"]
         return counts
+
+    @guarded("count_children")
+    def count_children(self, workflow_ids: Iterable[str]) -> dict[str, int]:
+        """One ``GROUP BY parent_id`` query over the children index."""
+        ids = [i for i in dict.fromkeys(workflow_ids) if i]
+        rows = (self._runs.filter(parent_id__in=ids).order_by().values("parent_id")
+                .annotate(n=Count("run_id"))) if ids else ()
+        return {row["parent_id"]: row["n"] for row in rows}
 
     @guarded("history")
     def history(self, workflow_id: str, *, after: int = 0, limit: int = 0) -> list[HistoryEvent]:

@@ -40,6 +40,7 @@ def state_from_values(values: dict[str, Any], *, history: Iterable[HistoryEvent]
         wait_until=values["wait_until"],
         cancel_requested=values["cancel_requested"],
         signals=list(signals),
+        parent_id=values["parent_id"],
     )
 
 
@@ -67,6 +68,7 @@ def run_row(state: WorkflowState, version: int) -> models.WorkflowState:
         wait_name=state.wait_name or "",
         wait_until=state.wait_until,
         cancel_requested=state.cancel_requested,
+        parent_id=state.parent_id or "",
         last_event_id=max((e.id for e in state.history), default=0),
     )
 
