@@ -87,6 +87,8 @@ class WorkflowContext:
         self._info = port.info
         self._limits = port.limits
         self._op = 0
+        # patched()/deprecate_patch(): each patch id's answer, decided once per run.
+        self._patches: dict[str, bool] = {}
 
     # -- identity -----------------------------------------------------------------------------
 
@@ -232,6 +234,59 @@ class WorkflowContext:
         if not callable(fn):
             raise InvalidInputError("side_effect needs a zero-argument callable")
         return self._marker("side_effect", fn)
+
+    # -- versioning (API.md §11) -------------------------------------------------------------
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the code path of patch ``patch_id``.
+
+        ``True`` on a run that reaches this point under code that has the patch (a marker is
+        recorded the first time, taking an operation), and on replays of such a run; ``False``
+        where the history recorded another operation here: the run got past this point under
+        code without the patch, so it keeps to the old path. The answer is decided once per run
+        and patch id: later calls with the same id return the same, recording nothing.
+
+        Raises:
+            InvalidInputError: ``patch_id`` is not a non-empty string of at most 200 characters.
+        """
+        name = _patch_marker(patch_id)
+        if patch_id not in self._patches:
+            self._patches[patch_id] = self._take_patch(name)
+        return self._patches[patch_id]
+
+    def deprecate_patch(self, patch_id: str) -> None:
+        """Mark patch ``patch_id`` as the only path (the ``else`` branch of ``patched`` removed).
+
+        Call it where ``patched(patch_id)`` was once no open run predates the patch: it records
+        the same marker (so code that still has ``patched`` can replay runs started under this
+        code), replays over a recorded marker, and records nothing where an older history has
+        another operation here.
+
+        Raises:
+            InvalidInputError: a bad ``patch_id`` (see ``patched``).
+        """
+        name = _patch_marker(patch_id)
+        if patch_id not in self._patches:
+            self._take_patch(name)
+            self._patches[patch_id] = True
+
+    def _take_patch(self, name: str) -> bool:
+        """The patch marker ``name`` at the next operation: recorded already (``True``),
+        recorded now at the live edge (``True``), or another operation recorded there
+        (``False``: no operation is taken)."""
+        a = self._a
+        if a.interrupted is not None:
+            raise a.interrupted
+        events = a.recorded(self._op + 1)
+        if events and not (events[0].type is EventType.SIDE_EFFECT_RECORDED
+                           and events[0].activity_name == name):
+            return False
+        self._op += 1
+        if not events:
+            a.go_live(self._op)
+            a.record(self._op, [self._event(EventType.SIDE_EFFECT_RECORDED, activity_name=name,
+                                            result=True)])
+        return True
 
     def wait_for_event(self, name: str, *, match: str | dict[str, Any] | None = None,
                        where: str | None = None, timeout: timedelta | float | str | None = None,
@@ -729,6 +784,18 @@ class WorkflowContext:
         if any(e.type is EventType.CANCEL_REQUESTED for e in events):
             raise WorkflowCanceledError("workflow cancel requested", workflow_id=self._info.workflow_id)
         return events
+
+
+# The name of the marker that ``patched`` / ``deprecate_patch`` record.
+PATCH_MARKER = "patched:"
+
+
+def _patch_marker(patch_id: Any) -> str:
+    """The marker name of ``patch_id``, validated."""
+    if not isinstance(patch_id, str) or not patch_id or len(patch_id) > 200 or "\x00" in patch_id:
+        raise InvalidInputError(f"a patch id must be a non-empty string of at most 200 "
+                                f"characters without NUL, not {patch_id!r}")
+    return PATCH_MARKER + patch_id
 
 
 def _wait_record(wait: EventWait, lookback: float | None) -> dict[str, Any]:

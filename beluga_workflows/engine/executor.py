@@ -8,6 +8,7 @@ tasks). The admin, the REST API and the management commands all go through it.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import re
 import time
@@ -30,8 +31,9 @@ from .events import Event, SendResult, validate_event
 from .fanout import cancel_waits, fan_out, fire_groups, intake, plan_triggers
 from .flow import Admission, Bucket, check_priority
 from .hooks import Hooks, compose_hooks
+from .lifecycle import forked_history, resumed_history
 from .parallel import child_inbox, run_started_activity
-from .registry import get_workflow, workflow_name
+from .registry import WorkflowDefinition, get_workflow, workflow_name
 from .retry import RetryPolicy
 from .runner import ActivationResult, RunnerConfig, query_workflow, run_workflow
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
@@ -293,8 +295,15 @@ class WorkflowExecutor:
 
         state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue,
                                parent=parent)
+        return self._create(definition, state, priority)
+
+    def _create(self, definition: WorkflowDefinition, state: WorkflowState,
+                priority: int | None = None) -> WorkflowHandle:
+        """Store the new run ``state`` (admitted by its workflow's flow control, with its
+        ``cancel_on`` waits) and schedule it."""
+        flow = definition.flow
         admission = None if flow is None else flow.admission(
-            type_name, flow.bindings(data, None), state.created_at, priority)
+            state.workflow_type, flow.bindings(state.input, None), state.created_at, priority)
         waits = cancel_waits(definition, state) if definition.cancel_on else ()
         if admission is not None:
             self._flow_store("execute").create_with_waits(state, waits, admission=admission)
@@ -303,7 +312,63 @@ class WorkflowExecutor:
         else:
             self.store.create(state)
         self.schedule_new(state, admission)
-        return WorkflowHandle(self, workflow_id, state.run_id)
+        return WorkflowHandle(self, state.workflow_id, state.run_id)
+
+    def resume(self, workflow_id: str) -> WorkflowHandle:
+        """Continue a failed, canceled or timed-out run: a new run of the same id replays the
+        steps that finished and runs the one that failed again (``engine/lifecycle.py``). It
+        keeps the run's input, queue, parent and unconsumed signals; a timeout starts again
+        from now.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            InvalidInputError: the workflow type is not registered here; (``code ==
+                "conflict"``) the run is open or completed.
+            WorkflowAlreadyExistsError: another run of the id opened meanwhile.
+        """
+        state = self._load(workflow_id, with_history=True)
+        definition = get_workflow(state.workflow_type)
+        history = resumed_history(state)
+        return self._create(definition, self._continuation(state, workflow_id, history,
+                                                           parent_id=state.parent_id,
+                                                           signals=state.signals))
+
+    def fork(self, workflow_id: str, *, from_event: int, id: str | None = None) -> WorkflowHandle:
+        """Start a new run (id ``id``, else ``"<workflow_id>-fork-<8 hex>"``) of an ended run's
+        workflow and input that replays its events before ``from_event`` (the first event of a
+        step) and runs on from there (``engine/lifecycle.py``). Forking to the run's own id
+        replaces it.
+
+        Raises:
+            WorkflowNotFoundError: no run of that id.
+            InvalidInputError: a bad ``from_event`` (beyond the history, or inside a step) or
+                ``id``, an unregistered workflow type; (``code == "conflict"``) the run is open.
+            WorkflowAlreadyExistsError: a run of ``id`` is open.
+        """
+        state = self._load(workflow_id, with_history=True)
+        definition = get_workflow(state.workflow_type)
+        target = validate_workflow_id(id if id is not None
+                                      else f"{workflow_id}-fork-{uuid.uuid4().hex[:8]}")
+        history = forked_history(state, from_event)
+        return self._create(definition, self._continuation(state, target, history))
+
+    def _continuation(self, state: WorkflowState, workflow_id: str, history: list[HistoryEvent],
+                      *, parent_id: str = "", signals: list[Signal] = ()) -> WorkflowState:
+        """A new run of ``state``'s workflow and input, as ``workflow_id``, starting from
+        ``history``; a timeout as long as ``state``'s, from now."""
+        now = self.clock.now()
+        started = history[0]
+        if not parent_id:
+            history[0] = dataclasses.replace(started, signal_name="", signal_payload=None)
+        history[0] = dataclasses.replace(history[0], timestamp=now)
+        span = state.deadline - state.created_at if state.deadline is not None else None
+        return WorkflowState(
+            workflow_id=workflow_id, run_id=uuid.uuid4().hex, workflow_type=state.workflow_type,
+            input=state.input, created_at=now, updated_at=now,
+            deadline=now + span if span is not None else None, queue=state.queue, wake_at=now,
+            parent_id=parent_id, history=history,
+            signals=[dataclasses.replace(s, id=None) for s in signals],
+        )
 
     def schedule_new(self, state: WorkflowState, admission: Admission | None) -> None:
         """Schedule a run just stored as its admission left it: its first activation now, at its
