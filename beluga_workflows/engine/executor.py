@@ -333,11 +333,12 @@ class WorkflowExecutor:
                                                            parent_id=state.parent_id,
                                                            signals=state.signals))
 
-    def fork(self, workflow_id: str, *, from_event: int, id: str | None = None) -> WorkflowHandle:
+    def fork(self, workflow_id: str, *, from_event: int | None = None, id: str | None = None
+             ) -> WorkflowHandle:
         """Start a new run (id ``id``, else ``"<workflow_id>-fork-<8 hex>"``) of an ended run's
         workflow and input that replays its events before ``from_event`` (the first event of a
-        step) and runs on from there (``engine/lifecycle.py``). Forking to the run's own id
-        replaces it.
+        step; ``None``: from the start, replaying nothing) and runs on from there
+        (``engine/lifecycle.py``). Forking to the run's own id replaces it.
 
         Raises:
             WorkflowNotFoundError: no run of that id.
@@ -349,7 +350,7 @@ class WorkflowExecutor:
         definition = get_workflow(state.workflow_type)
         target = validate_workflow_id(id if id is not None
                                       else f"{workflow_id}-fork-{uuid.uuid4().hex[:8]}")
-        history = forked_history(state, from_event)
+        history = forked_history(state, 2 if from_event is None else from_event)
         return self._create(definition, self._continuation(state, target, history))
 
     def _continuation(self, state: WorkflowState, workflow_id: str, history: list[HistoryEvent],

@@ -296,8 +296,9 @@ def test_fork_from_the_third_step_runs_it_and_the_rest_under_a_new_id(env, monke
     assert copy.history[0].result == {"forked_from": {
         "workflow_id": key, "run_id": source.run_id, "from_event": third.id}}
     assert env.store.load(key).run_id == source.run_id  # the source run is left as it was
-    generated = env.fork(key, from_event=2)
+    generated = env.fork(key)  # from the start
     assert generated.id.startswith(f"{key}-fork-") and generated.result()[0] == "step1"
+    assert counts(key) == [2, 2, 3, 3, 3]
 
 
 @workflow(name="engine.lifecycle.sleepy")
