@@ -353,7 +353,7 @@ def test_resume_and_fork_refuse_what_they_cannot_do_and_change_nothing(env, monk
         env.fork("no-such-run", from_event=2)
     history = before[done].history
     inside = next(e for e in history if e.op == 2 and e.type is EventType.ACTIVITY_COMPLETED)
-    for bad in (0, 1, len(history) + 1, "3", None, True, inside.id):
+    for bad in (0, 1, len(history) + 1, "3", 2.0, True, inside.id):
         with pytest.raises(InvalidInputError) as info:
             env.fork(done, from_event=bad, id=unique("f"))
         assert info.value.code == "invalid_input"
