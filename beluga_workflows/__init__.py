@@ -8,6 +8,7 @@ from .engine.context import WorkflowContext
 from .engine.errors import (
     ActivityError,
     ChildWorkflowError,
+    HistoryTooLongError,
     InvalidInputError,
     NonDeterminismError,
     NonRetriableError,
@@ -59,6 +60,7 @@ __all__ = [
     "HistoryEvent",
     "Hooks",
     "InvalidInputError",
+    "HistoryTooLongError",
     "NonDeterminismError",
     "NonRetriableError",
     "NonRetryableError",

@@ -14,7 +14,8 @@ def check_settings(app_configs=None, **kwargs):
     """Check ``BELUGA_WORKFLOWS``: unknown keys (``W002``), a store that cannot be built
     (``E001``) or reached (``E004``) or lacks what a multi-process executor needs (``W001``),
     an unregistered executor (``E002``), Celery not installed for the celery executor
-    (``E005``), a lease that is not a positive number (``E003``).
+    (``E005``), a lease that is not a positive number (``E003``), a bad ``MAX_HISTORY_EVENTS``
+    (``E008``).
 
     Returns the messages; the store it builds for the check is closed again.
     """
@@ -34,6 +35,12 @@ def check_settings(app_configs=None, **kwargs):
     if not isinstance(lease, (int, float)) or lease <= 0:
         errors.append(checks.Error("BELUGA_WORKFLOWS['LEASE_SECONDS'] must be a positive number",
                                    hint="The default is 30.", id="beluga_workflows.E003"))
+    most = workflow_settings.MAX_HISTORY_EVENTS
+    if most is not None and (isinstance(most, bool) or not isinstance(most, int) or most < 10):
+        errors.append(checks.Error(
+            f"BELUGA_WORKFLOWS['MAX_HISTORY_EVENTS'] = {most!r} must be a whole number of at "
+            f"least 10, or None (no limit)", hint="The default is 50000.",
+            id="beluga_workflows.E008"))
     return errors
 
 

@@ -42,6 +42,9 @@ DEFAULTS: dict[str, Any] = {
     "IN_PLACE_WAIT": 1.0,
     # Largest encoded input, result, signal payload or error accepted, in bytes.
     "MAX_PAYLOAD_BYTES": 2 * 1024 * 1024,
+    # A run about to record more history events fails (HistoryTooLongError, naming
+    # ctx.continue_as_new); None: no limit.
+    "MAX_HISTORY_EVENTS": 50_000,
     # Seconds between recovery sweeps (Celery beat entry / local runtime).
     "RECOVER_INTERVAL": 5.0,
     # REST API: dotted paths to DRF permission classes for reads (list, detail, history, query)

@@ -108,6 +108,8 @@ class TimeSkippingExecutor(WorkflowExecutor):
             self.recover()
             self.run_until_idle()
             state = self.store.load(workflow_id, with_history=False)
+            if state is not None and state.run_id != run_id and self.continues(state):
+                run_id = state.run_id  # the run continued as new: follow the chain
             if state is None or state.run_id != run_id or not state.is_open:
                 return super().wait(workflow_id, run_id, 0)
             if state.wait_kind == "worker":  # its type is not registered: only this process runs it

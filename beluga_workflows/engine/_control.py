@@ -10,6 +10,8 @@ caught where the table says (a read-only query replay also stops quietly at a ``
                  (a wait that cannot end now)
     TimedOut     Activation (deadline passed)   Activation._pass: end the run ``timed_out``
     StopReplay   Activation, read-only replay   query_workflow: the replay reached the present
+    ContinueAs-  WorkflowContext                Activation._pass: end the run and start the
+    New          (``ctx.continue_as_new``)      next one in one store write
     LeaseLost    Activation (a write lost CAS)  run_workflow: leave the run to its new owner
     StoreDown    Activation (a write failed)    run_workflow: abandon until the lease expires
 
@@ -25,7 +27,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from .types import HistoryEvent
 
-__all__ = ["LeaseLost", "StopReplay", "StoreDown", "Suspend", "TimedOut"]
+__all__ = ["ContinueAsNew", "LeaseLost", "StopReplay", "StoreDown", "Suspend", "TimedOut"]
 
 
 class Suspend(BaseException):  # noqa: N818 - control flow, not an error
@@ -47,6 +49,18 @@ class Suspend(BaseException):  # noqa: N818 - control flow, not an error
         super().__init__(kind, name, until)
         self.kind, self.name, self.until = kind, name, until
         self.record = record
+
+
+class ContinueAsNew(BaseException):  # noqa: N818
+    """The run ends here and the next run of its workflow and id starts with ``input``.
+
+    Raised by ``ctx.continue_as_new`` (through ``ActivationPort.interrupt``); caught by
+    ``Activation._pass``, which writes both in one store write (``store.continue_as_new``).
+    """
+
+    def __init__(self, input: object):
+        super().__init__("continue as new")
+        self.input = input
 
 
 class TimedOut(BaseException):  # noqa: N818

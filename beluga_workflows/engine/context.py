@@ -23,9 +23,9 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
-from ._control import Suspend
+from ._control import ContinueAsNew, Suspend
 from .errors import (
     ActivityError,
     InvalidInputError,
@@ -269,6 +269,25 @@ class WorkflowContext:
         if patch_id not in self._patches:
             self._take_patch(name)
             self._patches[patch_id] = True
+
+    def continue_as_new(self, input: Any = None) -> NoReturn:
+        """End this run and start the next run of this workflow, under the same id, with
+        ``input``: both in one store write, so a loop that runs for ever (a monthly billing
+        cycle) keeps a short history. The run ends ``completed`` (result ``None``); the next one
+        keeps its queue, deadline, parent and unconsumed signals and records in its
+        ``workflow_started`` event the run it continues (``{"continued_from", "generation"}``);
+        ``handle.result()`` follows to the newest run. Children still open are canceled, as at
+        any end. Nothing after this call runs.
+
+        Raises:
+            InvalidInputError: ``input`` is not JSON or too large (this run goes on).
+        """
+        a = self._a
+        if a.interrupted is not None:
+            raise a.interrupted
+        data = to_json_value(input, "continue_as_new input", max_bytes=self._limits.max_payload)
+        a.go_live(self._op + 1)
+        raise a.interrupt(ContinueAsNew(data))
 
     def _take_patch(self, name: str) -> bool:
         """The patch marker ``name`` at the next operation: recorded already (``True``),

@@ -222,6 +222,13 @@ class NonDeterminismError(WorkflowError):
     code = "non_determinism"
 
 
+class HistoryTooLongError(WorkflowError):
+    """The run was about to record more than ``MAX_HISTORY_EVENTS`` events; the run is failed
+    (a run that loops for ever should ``ctx.continue_as_new``)."""
+
+    code = "history_too_long"
+
+
 class SignalTimeoutError(WorkflowError):
     """``ctx.receive_signal(name, timeout=...)`` saw no signal of that name in time."""
 

@@ -220,6 +220,7 @@ class WorkflowExecutor:
         fan_out_grace: timedelta | float | str = 30.0,
         activity_redispatch: timedelta | float | str = 300.0,
         child_poll: timedelta | float | str = 300.0,
+        max_history_events: int | None = 50_000,
     ) -> None:
         self._store = store
         self.hooks = hooks or Hooks()
@@ -231,6 +232,12 @@ class WorkflowExecutor:
         self.fan_out_grace = to_seconds(fan_out_grace, "fan_out_grace")
         self.activity_redispatch = to_seconds(activity_redispatch, "activity_redispatch")
         self.child_poll = to_seconds(child_poll, "child_poll")
+        if max_history_events is not None and (
+                isinstance(max_history_events, bool) or not isinstance(max_history_events, int)
+                or max_history_events < 10):
+            raise InvalidInputError(f"max_history_events must be a whole number of at least 10 "
+                                    f"or None, not {max_history_events!r}")
+        self.max_history_events = max_history_events
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -256,6 +263,7 @@ class WorkflowExecutor:
             dispatch_activity=self.dispatch_activity, start_child=self.start_child,
             notify_parent=self.notify_parent, cancel_children=self.cancel_children,
             redispatch=self.activity_redispatch, child_poll=self.child_poll,
+            max_history=self.max_history_events,
         )
 
     # -- starting -------------------------------------------------------------------------------
@@ -702,6 +710,8 @@ class WorkflowExecutor:
         with self.store.watch(workflow_id) as watch:
             while True:
                 state = self.store.load(workflow_id, with_history=False)
+                if state is not None and state.run_id != run_id and self.continues(state):
+                    run_id = state.run_id  # the run continued as new: follow the chain
                 if state is None or state.run_id != run_id:
                     raise WorkflowNotFoundError(
                         f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
@@ -720,6 +730,14 @@ class WorkflowExecutor:
                 else:
                     self._sleep_until_change(workflow_id, pause)
                     delay = min(delay * 2, 0.1)
+
+    def continues(self, state: WorkflowState) -> bool:
+        """Whether ``state`` is a run that another run of its id continued as new (its first
+        event says so), so a waiter on an earlier run follows to it."""
+        first = state.history[:1] or self.store.history(state.workflow_id, limit=1)
+        started = first[0] if first else None
+        return (started is not None and isinstance(started.result, dict)
+                and "continued_from" in started.result)
 
     def _sleep_until_change(self, workflow_id: str, seconds: float) -> None:
         time.sleep(seconds)

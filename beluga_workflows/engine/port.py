@@ -12,8 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
-    from ._control import Suspend
-    from .errors import NonDeterminismError
+    from ._control import ContinueAsNew, Suspend
+    from .errors import WorkflowError
     from .events import Event, EventWait, SendResult
     from .types import HistoryEvent, Signal
 
@@ -142,7 +142,7 @@ class ActivationPort(Protocol):
         """
         ...
 
-    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
+    def interrupt(self, stop: Suspend | ContinueAsNew | WorkflowError) -> BaseException:
         """Remember that the run must stop with ``stop`` and return it, for the caller to raise.
 
         The runner acts on it even if workflow code swallows it; a divergence outlives any later

@@ -17,15 +17,16 @@ import socket
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ._control import LeaseLost, StopReplay, StoreDown, Suspend, TimedOut
+from ._control import ContinueAsNew, LeaseLost, StopReplay, StoreDown, Suspend, TimedOut
 from .clock import Clock, SystemClock
 from .context import Limits, RunInfo, WorkflowContext, operations_taken
 from .errors import (
     ConflictError,
+    HistoryTooLongError,
     InvalidInputError,
     NonDeterminismError,
     StoreError,
@@ -90,6 +91,12 @@ class RunnerConfig:
     cancel_children: Callable[[list[str]], Any] | None = None
     redispatch: float = 300.0
     child_poll: float = 300.0
+    # A run that would record more events fails (HistoryTooLongError); ``None``: no limit.
+    max_history: int | None = 50_000
+
+
+# Interrupts that fail the run whatever workflow code does with them.
+_FATAL = (NonDeterminismError, HistoryTooLongError)
 
 
 @dataclass
@@ -182,6 +189,13 @@ class Activation:
         waits = add_wait is not None or drop_wait or drop_all_waits
         if waits and not self.store.supports_events:
             raise self.store.events_unsupported("wait_for_event / cancel_on")
+        limit = self.config.max_history
+        if end is None and limit is not None and self.next_id - 1 + len(events) > limit:
+            raise self.interrupt(HistoryTooLongError(
+                f"workflow {self.info.workflow_type!r} would record more than {limit} history "
+                f"events (MAX_HISTORY_EVENTS) in run {self.info.run_id}; a workflow that loops "
+                f"for ever should end each round with ctx.continue_as_new(...), which starts "
+                f"the next run with a short history", workflow_id=self.info.workflow_id))
         self._number(op, events)
         lease_until = self.now() + self._lease
         wf_id, run_id = self.info.workflow_id, self.info.run_id
@@ -289,9 +303,10 @@ class Activation:
             return
         raise self.interrupt(Suspend(kind, name, until))
 
-    def interrupt(self, stop: Suspend | NonDeterminismError) -> BaseException:
-        """Remember ``stop`` (a divergence is never replaced) and return it."""
-        if not isinstance(self.interrupted, NonDeterminismError):
+    def interrupt(self, stop: Suspend | ContinueAsNew | WorkflowError) -> BaseException:
+        """Remember ``stop`` (a divergence or a history too long is never replaced) and return
+        it."""
+        if not isinstance(self.interrupted, _FATAL):
             self.interrupted = stop
         return stop
 
@@ -395,20 +410,22 @@ class Activation:
     def _pass(self, definition: WorkflowDefinition) -> ActivationResult | None:
         """Run the workflow code once over the history; ``None``: run it again (a signal or a
         cancel raced the suspension it ended in)."""
-        if not isinstance(self.interrupted, NonDeterminismError):
+        if not isinstance(self.interrupted, _FATAL):
             self.interrupted = None
         ctx = WorkflowContext(self)
         try:
             result = self._call(definition, ctx)
         except Suspend as suspension:
             return self._suspend(suspension)
+        except ContinueAsNew as continued:
+            return self._continue(ctx, continued.input)
         except TimedOut:
             return self._end(WorkflowStatus.TIMED_OUT, error={
                 "type": "WorkflowTimeoutError",
                 "message": f"workflow passed its deadline {self.deadline.isoformat()}",
                 "traceback": "",
             })
-        except NonDeterminismError as exc:  # the run fails, canceled or not
+        except _FATAL as exc:  # the run fails, canceled or not
             return self._fail(exc)
         except Exception as exc:  # the workflow's own error (a delivered cancel included)
             return self._raised(exc)
@@ -426,7 +443,7 @@ class Activation:
     def _raised(self, exc: Exception) -> ActivationResult:
         """The workflow code raised ``exc``: a divergence it swallowed fails the run; otherwise a
         delivered cancel ends it canceled, and anything else fails it."""
-        if isinstance(self.interrupted, NonDeterminismError):
+        if isinstance(self.interrupted, _FATAL):
             return self._fail(self.interrupted)
         if self.cancel_op is not None:
             return self._end(WorkflowStatus.CANCELED, error=describe_exception(exc))
@@ -445,6 +462,33 @@ class Activation:
         status = WorkflowStatus.CANCELED if self.cancel_op is not None else WorkflowStatus.COMPLETED
         return self._end(status, result=result)
 
+    def _continue(self, ctx: WorkflowContext, data: Any) -> ActivationResult:
+        """``ctx.continue_as_new(data)``: end the run and store the next one in its place in one
+        write (the inbox, the concurrency slots and the ``cancel_on`` waits move to it), then
+        cancel the children still open and schedule the next run now."""
+        steps = operations_taken(ctx)
+        if steps < self.last_op:
+            return self._fail(returned_early_error(self.info.workflow_type, self.info.workflow_id,
+                                                   steps, self.last_op))
+        now = self.now()
+        origin = self.state.history[0]
+        before = origin.result if isinstance(origin.result, dict) else {}
+        started = replace(
+            origin, id=1, op=0, timestamp=now, input=data,
+            result={"continued_from": self.info.run_id,
+                    "generation": int(before.get("generation", 1)) + 1})
+        following = WorkflowState(
+            workflow_id=self.info.workflow_id, run_id=uuid.uuid4().hex,
+            workflow_type=self.info.workflow_type, input=data, created_at=now, updated_at=now,
+            deadline=self.deadline, queue=self.state.queue, wake_at=now,
+            parent_id=self.state.parent_id, history=[started])
+        with _writing():
+            self.store.continue_as_new(self.info.workflow_id, self.info.run_id, self.owner,
+                                       following)
+        self._ended_relatives(WorkflowStatus.COMPLETED, None, None, notify_parent=False)
+        return ActivationResult(True, WorkflowStatus.RUNNING, suspended=True, wake_at=now,
+                                queue=self.state.queue or "")
+
     def _keeps_event_waits(self) -> bool:
         """Whether the store may hold event waits of this run: its workflow's ``cancel_on``, or
         a ``wait_for_event`` still open (one that ended dropped its wait in the same write)."""
@@ -455,11 +499,12 @@ class Activation:
                    and not any(e.type in ended for e in events)
                    for events in self.ops.values() if events)
 
-    def _ended_relatives(self, status: WorkflowStatus, result: Any, error: dict | None) -> None:
+    def _ended_relatives(self, status: WorkflowStatus, result: Any, error: dict | None, *,
+                         notify_parent: bool = True) -> None:
         """After the end write: tell the parent (a wake-up; it also reads this run's state),
         and cancel the children still open. Failures are logged: the parent reads the child's
         state itself when it looks again."""
-        parent = parent_of(self.state.history)
+        parent = parent_of(self.state.history) if notify_parent else None
         if parent is not None and self.config.notify_parent is not None:
             try:
                 self.config.notify_parent(parent, self.info.workflow_id, status.value, result,

@@ -125,6 +125,7 @@ def create_executor() -> WorkflowExecutor:
     options.setdefault("lease_seconds", float(workflow_settings.LEASE_SECONDS))
     options.setdefault("in_place_wait", float(workflow_settings.IN_PLACE_WAIT))
     options.setdefault("max_payload_bytes", workflow_settings.MAX_PAYLOAD_BYTES)
+    options.setdefault("max_history_events", workflow_settings.MAX_HISTORY_EVENTS)
     try:
         executor = new(config.get("BACKEND", "celery"), options)
     except InvalidInputError as exc:

@@ -338,6 +338,19 @@ class WorkflowStore(abc.ABC):
                                      wake_at=wake_at, wait_kind=wait_kind, wait_name=wait_name,
                                      wait_until=wait_until)
 
+    def continue_as_new(self, workflow_id: str, run_id: str, owner: str,
+                        following: WorkflowState) -> None:
+        """End the leased run and put ``following`` (a new run of the same id, due now) in its
+        place, in one write: the old run and its history are gone; its unconsumed signals are
+        in the new run's inbox, in order; concurrency slots it holds and its ``cancel_on``
+        event waits (``op <= 0``) pass to the new run, its other event waits are dropped.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease (nothing was written).
+            StoreError: the store cannot do it in one write (this default).
+        """
+        raise StoreError(f"{type(self).__name__} cannot continue a run as new in one write")
+
     @abc.abstractmethod
     def refresh(self, workflow_id: str, run_id: str, owner: str) -> WorkflowState:
         """The run's current control fields and unconsumed signals (no history), lease held.

@@ -243,6 +243,22 @@ class DocumentStore(WorkflowStore):
 
         return self._mutate(workflow_id, change)
 
+    @guarded("continue_as_new")
+    def continue_as_new(self, workflow_id: str, run_id: str, owner: str,
+                        following: WorkflowState) -> None:
+        """Replace the leased run's document by ``following``'s in compare-and-set rounds (the
+        lease re-checked on each fresh read); the inbox and its counter carry over.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
+        def change(run: Run) -> tuple[bool, None]:
+            run.state = transitions.continue_as_new(run.state, workflow_id, run_id, owner,
+                                                    following)
+            return True, None
+
+        self._mutate(workflow_id, change)
+
     @guarded("suspend")
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,

@@ -10,6 +10,7 @@ enforces flow control (``memory_flow.py``).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import threading
 from datetime import datetime
 from typing import Any
@@ -128,6 +129,27 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
             if end is not None and end.release:
                 end.freed = self._release(run_id)
             return control
+
+    def continue_as_new(self, workflow_id: str, run_id: str, owner: str,
+                        following: WorkflowState) -> None:
+        """Replace the leased run by ``following`` under the lock; its slots and ``cancel_on``
+        waits pass to the new run.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
+        with self._lock:
+            new = transitions.continue_as_new(self._runs.get(workflow_id), workflow_id, run_id,
+                                              owner, following)
+            self._runs[workflow_id] = new
+            for used in self._slots.values():
+                for number, holder in list(used.items()):
+                    if holder == run_id:
+                        used[number] = new.run_id
+            kept = {op: dataclasses.replace(wait, run_id=new.run_id)
+                    for op, wait in self._waits.pop(run_id, {}).items() if op <= 0}
+            if kept:
+                self._waits[new.run_id] = kept
 
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
                 wake_at: datetime | None, wait_kind: str, wait_name: str,

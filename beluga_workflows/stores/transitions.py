@@ -26,6 +26,7 @@ __all__ = [
     "add_signal",
     "append",
     "claim",
+    "continue_as_new",
     "copy_state",
     "create",
     "due",
@@ -198,6 +199,21 @@ def append(state: WorkflowState | None, workflow_id: str, run_id: str, owner: st
     state.version += 1
     state.updated_at = now
     return copy_state(state, history=False)
+
+
+def continue_as_new(state: WorkflowState | None, workflow_id: str, run_id: str, owner: str,
+                    following: WorkflowState) -> WorkflowState:
+    """The run that replaces the leased run ``state`` when it continues as ``following``: a
+    copy of it with ``state``'s unconsumed signals (their inbox ids kept), one version on.
+
+    Raises:
+        ConflictError: the lease is lost.
+    """
+    old = leased(state, workflow_id, run_id, owner)
+    new = copy_state(following)
+    new.signals = list(old.signals)
+    new.version = old.version + 1
+    return new
 
 
 def suspend(state: WorkflowState | None, workflow_id: str, run_id: str, owner: str, *,

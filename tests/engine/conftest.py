@@ -19,6 +19,7 @@ DURABLE_MODULES = {
     "test_activities.py", "test_cancel_timeout.py", "test_concurrency.py",
     "test_crash_recovery.py", "test_determinism.py", "test_executor_api.py", "test_retries.py",
     "test_parallel.py", "test_signals.py", "test_timers.py", "test_versioning.py",
+    "test_continue_as_new.py",
 }
 DOCUMENT_ENGINE_STORES = {"redis", "nats", "dapr"}
 HERE = Path(__file__).parent

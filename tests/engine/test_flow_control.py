@@ -40,6 +40,14 @@ def limited(ctx, spec: dict) -> str:
     return spec["name"]
 
 
+@workflow(name="engine.flow.looping", concurrency=Concurrency(1, key="input.key"))
+def looping(ctx, spec: dict) -> str:
+    ctx.sleep(10)
+    if spec["left"] > 0:
+        ctx.continue_as_new({**spec, "left": spec["left"] - 1})
+    return spec["name"]
+
+
 @workflow(name="engine.flow.two_keys",
           concurrency=[Concurrency(1, key="input.customer"), Concurrency(2, key="input.shop")])
 def two_keys(ctx, spec: dict) -> str:
@@ -102,6 +110,25 @@ def test_runs_over_the_limit_wait_as_running_without_a_worker_and_start_as_slots
     # One at a time: each started when the one before it ended.
     for before, after in zip(runs, runs[1:], strict=False):
         assert started_at(after) >= before.ended_at
+    assert [u for u in env.store.flow_usage() if u["key"] == key] == []
+
+
+def test_a_run_that_continues_as_new_keeps_its_slot_until_the_last_run_ends(env):
+    key = unique("k")
+    chain = env.execute(looping, WorkflowOptions(input={"key": key, "name": "loop", "left": 3}))
+    other = env.execute(looping, WorkflowOptions(input={"key": key, "name": "next", "left": 0}))
+    env.run_until_idle()
+    runs = set()
+    for _ in range(4):
+        state = env.store.load(chain.id, with_history=False)
+        runs.add(state.run_id)
+        assert env.store.load(other.id, with_history=False).wait_kind == "concurrency"
+        assert [(u["in_use"], u["waiting"]) for u in env.store.flow_usage("engine.flow.looping")
+                if u["key"] == key] == [(1, 1)]
+        env.advance(10)
+    assert len(runs) == 4  # four runs of the chain, one slot all along
+    assert chain.result() == "loop" and other.result() == "next"
+    assert started_at(env.store.load(other.id)) >= env.store.load(chain.id).ended_at
     assert [u for u in env.store.flow_usage() if u["key"] == key] == []
 
 

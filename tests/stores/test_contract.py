@@ -274,6 +274,37 @@ def test_list_by_parent_shows_its_children_and_counts_them(store):
     assert store.list(WorkflowFilter(parent_id="p1")) == []
 
 
+def test_continue_as_new_replaces_the_leased_run_in_one_write(store):
+    state = new_run("wf-can", queue="q", parent_id="p")
+    state.history.append(event(2))
+    store.create(state)
+    store.add_signal("wf-can", Signal("a", 1, sent_at=at(1)), at(1))
+    store.add_signal("wf-can", Signal("b", 2, sent_at=at(2)), at(2))
+    leased = claimed(store, "wf-can")
+    following = new_run("wf-can", created=at(3), input={"n": 2}, queue="q", parent_id="p")
+    with pytest.raises(ConflictError):
+        store.continue_as_new("wf-can", leased.run_id, "someone-else", following)
+    with pytest.raises(ConflictError):
+        store.continue_as_new("wf-can", "another-run", "w1", following)
+    assert store.load("wf-can").run_id == leased.run_id  # a refusal changes nothing
+
+    store.continue_as_new("wf-can", leased.run_id, "w1", following)
+    now = store.load("wf-can")
+    assert (now.run_id, now.input, now.is_open, now.lease_owner) == (
+        following.run_id, {"n": 2}, True, "")
+    assert [e.type for e in now.history] == [EventType.WORKFLOW_STARTED]
+    assert [(s.name, s.payload) for s in now.signals] == [("a", 1), ("b", 2)]
+    assert now.parent_id == "p" and now.queue == "q"
+    assert store.count() == 1 and "wf-can" in store.due(at(3), 10)
+    with pytest.raises(ConflictError):  # the old run is gone: its lease with it
+        store.continue_as_new("wf-can", leased.run_id, "w1", following)
+    taken = claimed(store, "wf-can", now=at(4))
+    store.append("wf-can", taken.run_id, "w1", [], lease_until=at(60),
+                 consume_signal=taken.signals[0].id)
+    assert [s.name for s in store.load("wf-can").signals] == ["b"]
+    assert store.add_signal("wf-can", Signal("c", 3), at(5)).id is not None
+
+
 def test_history_after_and_limit(store):
     state = new_run("wf-h")
     state.history += [event(i) for i in range(2, 8)]

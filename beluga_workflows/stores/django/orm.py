@@ -25,6 +25,7 @@ subclass overrides; what the operation decides around it is written once, here.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -394,6 +395,31 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
             if consume_signal is not None:
                 self._inbox.filter(pk=consume_signal, run_id=run_id).delete()
             return self._runs.filter(pk=run_id).values(*CONTROL_FIELDS).get()
+
+    @guarded("continue_as_new")
+    def continue_as_new(self, workflow_id: str, run_id: str, owner: str,
+                        following: WorkflowState) -> None:
+        """In one transaction: lock the leased run's row, pass its concurrency slots and
+        ``cancel_on`` waits to the new run, delete it (its events, inbox and other waits go
+        with it) and insert ``following`` with the old inbox filed again in order.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease.
+        """
+        using = self.using
+        with transaction.atomic(using=using):
+            version = (self._leased(workflow_id, run_id, owner).select_for_update()
+                       .values_list("version", flat=True).first())
+            if version is None:
+                raise lease_lost(workflow_id)
+            new = copy.copy(following)
+            new.signals = self._pending(run_id)
+            models.ConcurrencySlot.objects.using(using).filter(run_id=run_id).update(
+                run_id=new.run_id)
+            models.EventWait.objects.using(using).filter(run_id=run_id, op__lte=0).update(
+                run_id=new.run_id)
+            self._runs.filter(pk=run_id).delete()
+            self._insert(new, version + 1, signals=True)
 
     @guarded("suspend")
     def suspend(self, workflow_id: str, run_id: str, owner: str, *, seen_wake_seq: int,
