@@ -10,6 +10,8 @@ from celery import shared_task
 from beluga_workflows import Concurrency, WorkflowContext, activity, workflow
 
 READY_KEY = "beluga-bench:ready"
+# With BENCH_COUNT_STATEMENTS=1 each worker counts its SQL statements in this Redis hash, by kind.
+STATEMENTS_KEY = "beluga-bench:statements"
 
 
 def mark_worker_ready(sender=None, **kwargs) -> None:
@@ -17,6 +19,39 @@ def mark_worker_ready(sender=None, **kwargs) -> None:
     import redis
 
     redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).sadd(READY_KEY, sender.hostname)
+
+
+def count_statements() -> None:
+    """Count every SQL statement this process sends (Django's cursors and the PostgreSQL store's
+    own psycopg statements) into the Redis hash ``STATEMENTS_KEY``: ``total`` and one field per
+    kind. A Redis round trip per statement: only for counting, never for timing."""
+    import redis
+    from django.db.backends.signals import connection_created
+
+    from beluga_workflows.stores.django import postgres
+
+    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+
+    def add(kind: str) -> None:
+        client.pipeline(transaction=False).hincrby(STATEMENTS_KEY, "total").hincrby(
+            STATEMENTS_KEY, kind).execute()
+
+    def django_statement(execute, sql, params, many, context):
+        add("django " + (sql.lstrip().split(None, 1) or ["?"])[0].upper())
+        return execute(sql, params, many, context)
+
+    def wrap(sender, connection, **kwargs) -> None:
+        if django_statement not in connection.execute_wrappers:
+            connection.execute_wrappers.append(django_statement)
+
+    connection_created.connect(wrap, weak=False)
+    raw_execute = postgres.PostgresStatements._execute
+
+    def pg_statement(statements, cursor, text, params):
+        add("pg " + text.lstrip().split(None, 1)[0].upper())
+        return raw_execute(statements, cursor, text, params)
+
+    postgres.PostgresStatements._execute = pg_statement
 
 
 @activity(name="bench.step")
