@@ -203,17 +203,17 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
     from .types import Signal
 
     store, clock, hooks = executor.store, executor.clock, executor.hooks
-    state = store.load(workflow_id)
+    inbox = activity_inbox(run_id, op)
+    state = store.load_operation(workflow_id, op, inbox)  # not the whole run: only this op
     if state is None or state.run_id != run_id or not state.is_open:
         return "gone"
-    events = [e for e in state.history if e.op == op]
+    events = state.history
     scheduled = [e for e in events if e.type is EventType.ACTIVITY_SCHEDULED]
     if not scheduled:
         return "unknown"
     if final_event(events) is not None:
         return "recorded"
-    inbox = activity_inbox(run_id, op)
-    if any(s.name == inbox for s in state.signals):
+    if state.signals:
         return "delivered"
     name, spec = scheduled[-1].activity_name, scheduled[-1].input or {}
     policy = RetryPolicy.from_dict(spec.get("retry") or {})
@@ -221,11 +221,13 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
 
     def deliver(payload: dict[str, Any]) -> None:
         try:
-            store.add_signal(workflow_id, Signal(name=inbox, payload=payload, sent_at=clock.now()),
-                             clock.now())
+            _, held = store.deliver_signal(
+                workflow_id, Signal(name=inbox, payload=payload, sent_at=clock.now()),
+                clock.now())
         except (WorkflowNotFoundError, WorkflowNotRunningError):
             return
-        executor.schedule(workflow_id)
+        if not held:  # a worker holding the run sees the outcome before it can release it
+            executor.schedule(workflow_id, queue=state.queue or "")
 
     try:
         definition = find_activity(name)

@@ -410,19 +410,22 @@ class PostgresStatements:
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None, end: RunEnd | None,
                suspend: dict[str, Any] | None = None, add_waits: list[Any] = (),
-               drop_waits: tuple[int, ...] | str = ()) -> dict[str, Any] | None:
+               drop_waits: tuple[int, ...] | str = (), consume_signals: tuple[int, ...] = ()
+               ) -> dict[str, Any] | None:
         """The checkpoint. With ``suspend`` (``seen_wake_seq``, ``wake_at``, ``wait_kind``,
         ``wait_name``, ``wait_until``) it also releases the lease, in the same statement, if
         ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool). ``add_waits``
         (``EventWait`` s) are inserted and the run's waits at the operations ``drop_waits``
-        (``"all"``: every one) deleted in the same statement, only if the fenced update matched."""
+        (``"all"``: every one) deleted in the same statement, only if the fenced update matched.
+        ``consume_signal`` and ``consume_signals``: the inbox rows deleted with it."""
+        consumed = [*(() if consume_signal is None else (consume_signal,)), *consume_signals]
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
         release = end is not None and end.release
-        key = ("append", tuple(changes), len(events), consume_signal is not None,
+        key = ("append", tuple(changes), len(events), bool(consumed),
                suspend is not None, release)
         if add_waits or drop_waits:  # a checkpoint of events (API.md §8): a shape of its own
             key += (len(add_waits), "all" if drop_waits == "all" else bool(drop_waits))
@@ -435,8 +438,8 @@ class PostgresStatements:
         if events:
             params["prev"] = events[0].id - 1
             self._event_params(params, events)
-        if consume_signal is not None:
-            params["signal"] = consume_signal
+        if consumed:
+            params["signals"] = consumed
         if end is not None:
             params["channel"] = END_CHANNEL
         if add_waits or drop_waits:
@@ -491,7 +494,8 @@ class PostgresStatements:
                      f"SELECT run.run_id, v.* FROM run CROSS JOIN (VALUES {', '.join(rows)}) AS v)")
         if consume:
             text += (f", consumed AS (DELETE FROM {self.inbox_table} "
-                     f"WHERE id = {self._p(models.PendingSignal._meta.pk, 'signal')} "
+                     f"WHERE id = ANY(CAST(%(signals)s AS "
+                     f"{self.types[models.PendingSignal._meta.pk]}[])) "
                      f"AND run_id IN (SELECT run_id FROM run))")
         if waits:
             text += waits_text(self, *waits)
@@ -658,21 +662,23 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
         return self._pg.claim(workflow_id, owner, lease_until, now)
 
     def _append_row(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
-                    lease_until: datetime, consume_signal: int | None, end: RunEnd | None
+                    lease_until: datetime, consumed: tuple[int, ...], end: RunEnd | None
                     ) -> dict[str, Any] | None:
         return self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                               consume_signal=consume_signal, end=end)
+                               consume_signal=None, consume_signals=consumed or (), end=end)
 
     @guarded("append_and_suspend")
     def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
                            events: list[HistoryEvent], *, lease_until: datetime,
                            seen_wake_seq: int, wake_at: datetime | None, wait_kind: str,
-                           wait_name: str, wait_until: datetime | None
+                           wait_name: str, wait_until: datetime | None,
+                           consume_signals: tuple[int, ...] = ()
                            ) -> tuple[WorkflowState, bool]:
         """Both in one statement: a sleep costs one checkpoint."""
         try:
             row = self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                                  consume_signal=None, end=None, suspend={
+                                  consume_signal=None, consume_signals=consume_signals,
+                                  end=None, suspend={
                                       "seen_wake_seq": seen_wake_seq, "wake_at": wake_at,
                                       "wait_kind": wait_kind, "wait_name": wait_name,
                                       "wait_until": wait_until})
