@@ -893,6 +893,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=ONLY, metavar="WORKLOAD",
                         help="measure only this workload (after the workers' warm-up), print "
                              "its figures and no table: " + ", ".join(ONLY))
+    parser.add_argument("--w5-rounds", type=int, metavar="N",
+                        help="rounds of W5 (one fan-out run, then its yardstick); default 3")
     parser.add_argument("--count-statements", action="store_true",
                         help="the workers count their SQL statements (a Redis round trip each, "
                              "so times are slower): W5 prints them per run")
@@ -901,7 +903,9 @@ def main(argv: list[str] | None = None) -> int:
                              "settings (CONN_MAX_AGE=0, no health checks, DEBUG=True, Celery's "
                              "own connection handling), between two passes on the tuned ones")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.w5_rounds:
+        sizes["w5_rounds"] = args.w5_rounds
 
     env = environment()
     os.environ.update(env)

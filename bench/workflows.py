@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from celery import shared_task
@@ -48,7 +49,12 @@ def count_statements() -> None:
     raw_execute = postgres.PostgresStatements._execute
 
     def pg_statement(statements, cursor, text, params):
-        add("pg " + text.lstrip().split(None, 1)[0].upper())
+        frame, name = sys._getframe(1), "?"  # named by the store operation that sent it
+        while frame is not None and frame.f_code.co_name in (
+                "_fetch", "_fetch_all", "_execute", "_cursor", "__enter__", "__exit__", "_run",
+                "_contents_rows"):
+            frame = frame.f_back
+        add(f"pg {frame.f_code.co_name if frame is not None else name}")
         return raw_execute(statements, cursor, text, params)
 
     postgres.PostgresStatements._execute = pg_statement

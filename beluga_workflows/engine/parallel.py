@@ -220,13 +220,13 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
     tried = list(attempts)
 
     def deliver(payload: dict[str, Any]) -> None:
+        now = clock.now()
         try:
-            _, held = store.deliver_signal(
-                workflow_id, Signal(name=inbox, payload=payload, sent_at=clock.now()),
-                clock.now())
+            _, covered = store.deliver_signal(
+                workflow_id, Signal(name=inbox, payload=payload, sent_at=now), now)
         except (WorkflowNotFoundError, WorkflowNotRunningError):
             return
-        if not held:  # a worker holding the run sees the outcome before it can release it
+        if not covered:  # else the run's holder, or a wake-up on its way, takes the outcome
             executor.schedule(workflow_id, queue=state.queue or "")
 
     try:

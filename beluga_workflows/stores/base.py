@@ -368,14 +368,19 @@ class WorkflowStore(abc.ABC):
 
     def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
                        ) -> tuple[Signal, bool]:
-        """``add_signal``, and whether a worker held the run's unexpired lease once the signal
-        was filed (``True``): that worker sees the signal before it can release the run
-        (``suspend`` refuses a ``wake_seq`` it has not seen; a claim after the signal reads it),
-        so the sender need not wake the run (a run of 1,000 parallel activities is not sent
-        1,000 wake-ups while it works). ``False`` promises nothing: wake the run.
+        """``add_signal``, and whether the sender need not wake the run (``True``), as read once
+        the signal was filed:
 
-        The default always answers ``False``; a store that can read the lease cheaply overrides
-        it. Raises what ``add_signal`` raises.
+        - a worker holds the run's unexpired lease: it sees the signal before it can release
+          the run (``suspend`` refuses a ``wake_seq`` it has not seen; a claim after the signal
+          reads it);
+        - or the run is unleased and was due before the signal (``wake_at`` earlier than
+          ``now``): the wake-up of whoever made it due is on its way, and ``due`` lists it for
+          the recovery sweep should that message be lost.
+
+        So a run of 1,000 parallel activities is not sent 1,000 wake-ups. ``False`` promises
+        nothing: wake the run. The default always answers ``False``; a store that can read the
+        run cheaply overrides it. Raises what ``add_signal`` raises.
         """
         return self.add_signal(workflow_id, signal, now), False
 

@@ -178,13 +178,14 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
 
     def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
                        ) -> tuple[Signal, bool]:
-        """``add_signal``, and whether the run's lease was held then, under the lock."""
+        """``add_signal``, and whether its wake-up is covered (leased, or due already), under
+        the lock."""
         with self._lock:
             accepted = self.add_signal(workflow_id, signal, now)
             state = self._runs.get(workflow_id)
-            held = bool(state is not None and state.lease_owner and state.lease_expires_at
-                        and state.lease_expires_at > now)
-            return accepted, held
+            if state.lease_owner:
+                return accepted, bool(state.lease_expires_at and state.lease_expires_at > now)
+            return accepted, bool(state.wake_at is not None and state.wake_at < now)
 
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
         """Flag the open run cancel-requested and wake it, under the lock.

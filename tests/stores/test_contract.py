@@ -520,25 +520,30 @@ def test_append_and_suspend_consumes_signals_and_suspends_only_if_none_came_sinc
     assert [e.id for e in released.history] == [1, 2, 3]
 
 
-def test_deliver_signal_files_it_and_promises_only_what_the_lease_holder_sees(store):
-    store.create(new_run("wf-d"))
-    signal, held = store.deliver_signal("wf-d", Signal("out/1", 1), at(1))
-    assert held is False  # nobody holds the run: the sender must wake it
+def test_deliver_signal_files_it_and_says_when_no_wake_up_is_needed(store):
+    reads = type(store).deliver_signal is not WorkflowStore.deliver_signal  # else always False
+    store.create(new_run("wf-d", created=at(10)))  # due at 10
+    state = claimed(store, "wf-d", now=at(10))
+    store.suspend("wf-d", state.run_id, "w1", seen_wake_seq=state.wake_seq, wake_at=at(500),
+                  wait_kind="parallel", wait_name="x", wait_until=None)
+    signal, covered = store.deliver_signal("wf-d", Signal("out/1", 1), at(11))
+    assert covered is False  # suspended, not due: the sender must wake it
     loaded = store.load("wf-d")
-    assert [s.id for s in loaded.signals] == [signal.id] and loaded.wake_at <= at(1)
-    state = claimed(store, "wf-d", now=at(2))
-    assert [s.payload for s in state.signals] == [1]
-    _, held = store.deliver_signal("wf-d", Signal("out/2", 2), at(3))
-    if type(store).deliver_signal is not WorkflowStore.deliver_signal:  # it reads the lease
-        assert held is True
-    if held:  # the promise: the holder cannot release the run past that signal
-        assert store.suspend("wf-d", state.run_id, "w1", seen_wake_seq=state.wake_seq,
-                             wake_at=None, wait_kind="parallel", wait_name="x",
-                             wait_until=None) is False
-        assert [s.payload for s in store.refresh("wf-d", state.run_id, "w1").signals] == [1, 2]
+    assert [s.id for s in loaded.signals] == [signal.id] and loaded.wake_at == at(11)
+    # Due since 11 (that wake-up is on its way): a later signal needs none of its own.
+    _, covered = store.deliver_signal("wf-d", Signal("out/2", 2), at(12))
+    assert covered is reads
+    state = claimed(store, "wf-d", now=at(13))
+    assert [s.payload for s in state.signals] == [1, 2]
+    _, covered = store.deliver_signal("wf-d", Signal("out/3", 3), at(14))
+    assert covered is reads  # the lease holder sees it:
+    assert store.suspend("wf-d", state.run_id, "w1", seen_wake_seq=state.wake_seq,
+                         wake_at=None, wait_kind="parallel", wait_name="x",
+                         wait_until=None) is False
+    assert [s.payload for s in store.refresh("wf-d", state.run_id, "w1").signals] == [1, 2, 3]
     # A lease that has expired promises nothing.
-    _, held = store.deliver_signal("wf-d", Signal("out/3", 3), at(3) + LEASE * 2)
-    assert held is False
+    _, covered = store.deliver_signal("wf-d", Signal("out/4", 4), at(14) + LEASE * 2)
+    assert covered is False
     with pytest.raises(WorkflowNotFoundError):
         store.deliver_signal("wf-missing", Signal("out/1", 1), at(1))
 

@@ -471,13 +471,19 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
     @guarded("deliver_signal")
     def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
                        ) -> tuple[Signal, bool]:
-        """``add_signal``, then one read of whether the run's lease is held unexpired (read after
-        the signal's commit: a holder then either saw it or cannot suspend past it)."""
+        """``add_signal``, then one read of the run's lease and ``wake_at``, after the signal's
+        commit (a holder then either saw it or cannot suspend past it)."""
         accepted = self.add_signal(workflow_id, signal, now)
-        held = (not connections[self.using].in_atomic_block  # not committed yet: no promise
-                and self._runs.filter(workflow_id=workflow_id, status=RUNNING,
-                                      lease_expires_at__gt=now).exclude(lease_owner="").exists())
-        return accepted, held
+        if connections[self.using].in_atomic_block:  # not committed yet: no promise
+            return accepted, False
+        row = (self._runs.filter(workflow_id=workflow_id, status=RUNNING)
+               .values_list("lease_owner", "lease_expires_at", "wake_at").first())
+        if row is None:
+            return accepted, False
+        owner, expires, wake_at = row
+        if owner:
+            return accepted, expires is not None and expires > now
+        return accepted, wake_at is not None and wake_at < now
 
     @guarded("request_cancel")
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
