@@ -57,7 +57,7 @@ QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency":
          "memory": 2000,
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
 # What ``--only`` can measure alone.
-ONLY = ("w5",)
+ONLY = ("w3", "w5")
 # W1c may cost at most this much more than W1 (the flow-control issue's requirement).
 W1C_MAX_RATIO = 1.15
 
@@ -890,9 +890,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--keep-db", action="store_true", help="keep the beluga_bench database")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only ours")
-    parser.add_argument("--only", choices=ONLY, metavar="WORKLOAD",
-                        help="measure only this workload (after the workers' warm-up), print "
-                             "its figures and no table: " + ", ".join(ONLY))
+    parser.add_argument("--only", choices=ONLY, metavar="WORKLOAD", action="append",
+                        help="measure only this workload (after the workers' warm-up; repeat "
+                             "for several, in that order), print its figures and no table: "
+                             + ", ".join(ONLY))
     parser.add_argument("--w5-rounds", type=int, metavar="N",
                         help="rounds of W5 (one fan-out run, then its yardstick); default 3")
     parser.add_argument("--count-statements", action="store_true",
@@ -940,7 +941,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.count_statements = args.count_statements
         if args.only:
             bench.warm_up()
-            getattr(bench, args.only)()
+            for workload in args.only:
+                getattr(bench, workload)()
             results["elapsed_s"] = time.monotonic() - bench_started
             return 0
         bench.w1_latency()
