@@ -1,5 +1,7 @@
 """The benchmark's workflows and baseline tasks as a Django app, so worker processes load them."""
 
+import os
+
 from django.apps import AppConfig
 
 
@@ -13,3 +15,7 @@ class BenchConfig(AppConfig):
         from .workflows import mark_worker_ready
 
         worker_ready.connect(mark_worker_ready, weak=False)
+        if os.environ.get("BENCH_COUNT_STATEMENTS") == "1":
+            from .workflows import count_statements
+
+            count_statements()

@@ -56,6 +56,8 @@ QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency":
          "w1c_throughput": 150, "w2": 30, "w3": 100, "w4": 30, "w5": 100, "w5_rounds": 3,
          "memory": 2000,
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
+# What ``--only`` can measure alone.
+ONLY = ("w3", "w5")
 # W1c may cost at most this much more than W1 (the flow-control issue's requirement).
 W1C_MAX_RATIO = 1.15
 
@@ -253,6 +255,7 @@ class Bench:
         self.store = self.executor.store
         self.results: dict[str, Any] = {}
         self.last_submitted_s = 0.0  # how long the last w1_throughput took to submit its runs
+        self.count_statements = False  # the workers count their statements (--count-statements)
 
     def execute(self, workflow_type: str, data: Any, workflow_id: str):
         from beluga_workflows import WorkflowOptions
@@ -296,10 +299,14 @@ class Bench:
             times.append((time.perf_counter() - started) * 1000)
         return times
 
+    def warm_up(self) -> None:
+        """20 W1 runs, one after the other: connections, imports, caches."""
+        for k in range(20):
+            self.execute("bench.w1", 10, f"w1w-{k}").result(timeout=60)
+
     def w1_latency(self) -> None:
         n = self.sizes["w1_latency"]
-        for k in range(20):  # warm-up: connections, imports, caches
-            self.execute("bench.w1", 10, f"w1w-{k}").result(timeout=60)
+        self.warm_up()
         times = self.w1_sequential("bench.w1", n, "w1l")
         self.results["w1_latency_ms"] = summary(times)
         say(f"W1 latency: median {statistics.median(times):.1f} ms, p99 {pct(times, .99):.1f} ms")
@@ -484,26 +491,57 @@ class Bench:
 
     def w5(self) -> None:
         """One run fanning out ``w5`` trivial activities and gathering them, against ``w5`` runs
-        of one activity each, started at once: total times, alternated over ``w5_rounds``."""
+        of one activity each, started at once: total times, alternated over ``w5_rounds``. With
+        ``--count-statements``, also the SQL statements the workers sent for each."""
         n = self.sizes["w5"]
         fan, single = [], []
+        fan_sql, single_sql = [], []
         for round_ in range(self.sizes["w5_rounds"]):
+            before = self.statements()
             started = time.perf_counter()
             handle = self.execute("bench.w5", n, f"w5-{round_}")
             assert handle.result(timeout=300) == sum(range(n))
             fan.append(time.perf_counter() - started)
+            middle = self.statements()
             started = time.perf_counter()
             handles = [self.execute("bench.w5_one", i, f"w5-one-{round_}-{i:04d}")
                        for i in range(n)]
             for handle in handles:
                 handle.result(timeout=300)
             single.append(time.perf_counter() - started)
+            if before is not None:
+                after = self.statements()
+                fan_sql.append(self.counted(before, middle))
+                single_sql.append(self.counted(middle, after))
         self.results["w5"] = {"fan_out_s": statistics.median(fan),
                               "single_s": statistics.median(single),
                               "rounds_fan_out_s": fan, "rounds_single_s": single}
         say(f"W5 one run gathering {n} started activities: median {statistics.median(fan):.2f} s; "
-            f"{n} runs of one activity: {statistics.median(single):.2f} s "
+            f"{n} runs of one activity: {statistics.median(single):.2f} s = "
+            f"{statistics.median(fan) / statistics.median(single):.2f}x "
             f"(rounds: {', '.join(f'{a:.2f}/{b:.2f}' for a, b in zip(fan, single, strict=True))})")
+        if fan_sql:
+            self.results["w5"].update(statements_fan_out=fan_sql, statements_single=single_sql)
+            for label, counts in (("one W5 run", fan_sql), (f"{n} runs of one activity", single_sql)):
+                say(f"W5 statements of {label} (per round): "
+                    f"{', '.join(str(c.get('total', 0)) for c in counts)}; last round by kind: "
+                    f"{', '.join(f'{k} {v}' for k, v in sorted(counts[-1].items()) if k != 'total')}")
+
+    def statements(self) -> dict[str, int] | None:
+        """The workers' statement counts so far (``--count-statements``), else ``None``."""
+        if not self.count_statements:
+            return None
+        import redis
+
+        from bench.workflows import STATEMENTS_KEY
+
+        time.sleep(0.3)  # the workers' last statements (after the run's end) are counted
+        raw = redis.Redis.from_url(REDIS_URL).hgetall(STATEMENTS_KEY)
+        return {k.decode(): int(v) for k, v in raw.items()}
+
+    @staticmethod
+    def counted(before: dict[str, int], after: dict[str, int]) -> dict[str, int]:
+        return {k: v - before.get(k, 0) for k, v in after.items() if v - before.get(k, 0)}
 
     # W3 ---------------------------------------------------------------------------------------
 
@@ -852,12 +890,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--keep-db", action="store_true", help="keep the beluga_bench database")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only ours")
+    parser.add_argument("--only", choices=ONLY, metavar="WORKLOAD", action="append",
+                        help="measure only this workload (after the workers' warm-up; repeat "
+                             "for several, in that order), print its figures and no table: "
+                             + ", ".join(ONLY))
+    parser.add_argument("--w5-rounds", type=int, metavar="N",
+                        help="rounds of W5 (one fan-out run, then its yardstick); default 3")
+    parser.add_argument("--count-statements", action="store_true",
+                        help="the workers count their SQL statements (a Redis round trip each, "
+                             "so times are slower): W5 prints them per run")
     parser.add_argument("--django-defaults", action="store_true",
                         help="also measure W1 throughput with workers on Django's default "
                              "settings (CONN_MAX_AGE=0, no health checks, DEBUG=True, Celery's "
                              "own connection handling), between two passes on the tuned ones")
     args = parser.parse_args(argv)
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL)
+    if args.w5_rounds:
+        sizes["w5_rounds"] = args.w5_rounds
 
     env = environment()
     os.environ.update(env)
@@ -879,7 +928,8 @@ def main(argv: list[str] | None = None) -> int:
     django.setup()
     import beluga_project.celery  # noqa: F401 - the app the executor sends with
 
-    procs = Processes(env, log_dir)
+    procs = Processes({**env, "BENCH_COUNT_STATEMENTS": "1"} if args.count_statements else env,
+                      log_dir)
     results: dict[str, Any] = {"sizes": sizes, "load_before": load_before,
                                "started": datetime.now().isoformat(timespec="seconds")}
     sampler = LoadSampler()
@@ -888,6 +938,13 @@ def main(argv: list[str] | None = None) -> int:
         procs.start(redis_client)
         bench = Bench(sizes, procs)
         bench.results = results
+        bench.count_statements = args.count_statements
+        if args.only:
+            bench.warm_up()
+            for workload in args.only:
+                getattr(bench, workload)()
+            results["elapsed_s"] = time.monotonic() - bench_started
+            return 0
         bench.w1_latency()
         results["rss_before_mb"] = procs.rss_mb()
         done = 20 + sizes["w1_latency"]

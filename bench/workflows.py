@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 
 from celery import shared_task
@@ -10,6 +11,8 @@ from celery import shared_task
 from beluga_workflows import Concurrency, WorkflowContext, activity, workflow
 
 READY_KEY = "beluga-bench:ready"
+# With BENCH_COUNT_STATEMENTS=1 each worker counts its SQL statements in this Redis hash, by kind.
+STATEMENTS_KEY = "beluga-bench:statements"
 
 
 def mark_worker_ready(sender=None, **kwargs) -> None:
@@ -17,6 +20,44 @@ def mark_worker_ready(sender=None, **kwargs) -> None:
     import redis
 
     redis.Redis.from_url(os.environ["CELERY_BROKER_URL"]).sadd(READY_KEY, sender.hostname)
+
+
+def count_statements() -> None:
+    """Count every SQL statement this process sends (Django's cursors and the PostgreSQL store's
+    own psycopg statements) into the Redis hash ``STATEMENTS_KEY``: ``total`` and one field per
+    kind. A Redis round trip per statement: only for counting, never for timing."""
+    import redis
+    from django.db.backends.signals import connection_created
+
+    from beluga_workflows.stores.django import postgres
+
+    client = redis.Redis.from_url(os.environ["CELERY_BROKER_URL"])
+
+    def add(kind: str) -> None:
+        client.pipeline(transaction=False).hincrby(STATEMENTS_KEY, "total").hincrby(
+            STATEMENTS_KEY, kind).execute()
+
+    def django_statement(execute, sql, params, many, context):
+        add("django " + (sql.lstrip().split(None, 1) or ["?"])[0].upper())
+        return execute(sql, params, many, context)
+
+    def wrap(sender, connection, **kwargs) -> None:
+        if django_statement not in connection.execute_wrappers:
+            connection.execute_wrappers.append(django_statement)
+
+    connection_created.connect(wrap, weak=False)
+    raw_execute = postgres.PostgresStatements._execute
+
+    def pg_statement(statements, cursor, text, params):
+        frame, name = sys._getframe(1), "?"  # named by the store operation that sent it
+        while frame is not None and frame.f_code.co_name in (
+                "_fetch", "_fetch_all", "_execute", "_cursor", "__enter__", "__exit__", "_run",
+                "_contents_rows"):
+            frame = frame.f_back
+        add(f"pg {frame.f_code.co_name if frame is not None else name}")
+        return raw_execute(statements, cursor, text, params)
+
+    postgres.PostgresStatements._execute = pg_statement
 
 
 @activity(name="bench.step")

@@ -564,8 +564,10 @@ class WorkflowContext:
         policy_attempts = (spec.get("retry") or {}).get("max_attempts", 1)
         redispatch = max(self._limits.redispatch, 2 * (spec.get("timeout") or 0) * policy_attempts)
         redispatch *= 2 ** min(handed, 10)
-        a.record(op, [self._event(EventType.ACTIVITY_SCHEDULED, activity_name=name, input=spec,
-                                  fire_at=later(a.now(), redispatch))])
+        # Held for the next write (a burst of start_activity calls is one write); the activity
+        # is handed out only once it is durable.
+        a.record_soon(op, [self._event(EventType.ACTIVITY_SCHEDULED, activity_name=name,
+                                       input=spec, fire_at=later(a.now(), redispatch))])
         a.dispatch_activity(op, spec.get("queue"))
 
     def _settle(self, future: _Future) -> bool:
@@ -578,7 +580,8 @@ class WorkflowContext:
             signal = a.next_signal(activity_inbox(self._info.run_id, future.op))
             if signal is None:
                 return False
-            a.record(future.op, outcome_events(future.name, signal.payload), consume=signal)
+            # Held for the next write: every outcome settled by this pass is one write.
+            a.record_soon(future.op, outcome_events(future.name, signal.payload), consume=signal)
             return True
         signal = a.next_signal(child_inbox(self._info.run_id, future.op))
         ended = signal.payload if signal is not None else self._child_end(future)

@@ -9,6 +9,14 @@ own operation when workflow code asks for it (``result``, ``gather``, ``wait_any
 consuming the inbox entry in the same write: so a replay finds every outcome at its operation,
 whatever order the work finished in, and never runs a recorded activity again.
 
+Both records are held for the activation's next write (``ActivationPort.record_soon``): a burst
+of ``start_activity`` calls is one write, its activities handed out once it is durable, and
+the outcomes a pass settles are recorded (their inbox entries consumed) in one write, the one
+that records ``gather``'s marker or suspends the run. A worker reads only its operation and its
+inbox entry (``store.load_operation``), and wakes the run only when neither the run's lease
+holder (which cannot suspend past the outcome) nor a wake-up already on its way will take it
+(``store.deliver_signal``): 1,000 outcomes cost a few activations, not 1,000.
+
 ``result`` / ``gather`` / ``wait_any`` / ``done`` take an operation of their own, recorded as a
 marker once they return (``wait_any``'s marker names the winner, ``done``'s the answer), so a
 replay returns what the live code saw even if, in the replay's world, another future is done.
@@ -181,7 +189,8 @@ class ChildWorkflowHandle(_Future):
 def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, attempt: int,
                          attempts: list[dict[str, Any]]) -> str:
     """Run started activity ``op`` of run ``run_id`` (a worker handed it by ``dispatch_activity``)
-    and deliver its outcome to the run's inbox, waking the run.
+    and deliver its outcome to the run's inbox, waking the run unless the store says a worker
+    will see it anyway (``deliver_signal``).
 
     Nothing runs when the run has ended or been replaced, or the outcome is recorded or already
     delivered (a duplicate message). Attempts follow the activity's recorded retry policy and
@@ -203,29 +212,31 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
     from .types import Signal
 
     store, clock, hooks = executor.store, executor.clock, executor.hooks
-    state = store.load(workflow_id)
+    inbox = activity_inbox(run_id, op)
+    state = store.load_operation(workflow_id, op, inbox)  # not the whole run: only this op
     if state is None or state.run_id != run_id or not state.is_open:
         return "gone"
-    events = [e for e in state.history if e.op == op]
+    events = state.history
     scheduled = [e for e in events if e.type is EventType.ACTIVITY_SCHEDULED]
     if not scheduled:
         return "unknown"
     if final_event(events) is not None:
         return "recorded"
-    inbox = activity_inbox(run_id, op)
-    if any(s.name == inbox for s in state.signals):
+    if state.signals:
         return "delivered"
     name, spec = scheduled[-1].activity_name, scheduled[-1].input or {}
     policy = RetryPolicy.from_dict(spec.get("retry") or {})
     tried = list(attempts)
 
     def deliver(payload: dict[str, Any]) -> None:
+        now = clock.now()
         try:
-            store.add_signal(workflow_id, Signal(name=inbox, payload=payload, sent_at=clock.now()),
-                             clock.now())
+            _, covered = store.deliver_signal(
+                workflow_id, Signal(name=inbox, payload=payload, sent_at=now), now)
         except (WorkflowNotFoundError, WorkflowNotRunningError):
             return
-        executor.schedule(workflow_id)
+        if not covered:  # else the run's holder, or a wake-up on its way, takes the outcome
+            executor.schedule(workflow_id, queue=state.queue or "")
 
     try:
         definition = find_activity(name)

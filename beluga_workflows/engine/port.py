@@ -84,6 +84,19 @@ class ActivationPort(Protocol):
         """
         ...
 
+    def record_soon(self, op: int, events: list[HistoryEvent], *,
+                    consume: Signal | None = None) -> None:
+        """Record ``events`` as operation ``op`` (and consume ``consume``) in the port's next
+        write instead of one of their own: ``recorded(op)`` has them at once, and the port
+        writes them, in order, before anything else it writes and before the pass suspends or
+        ends. A burst of started activities, or of outcomes settled from the inbox, then costs
+        one write.
+
+        Only for records that may be lost with the pass (its replay makes them again): nothing
+        may act on them before they are durable (``dispatch_activity`` waits for it).
+        """
+        ...
+
     def find_event(self, wait: EventWait) -> Event | None:
         """The earliest event the store received that ``wait`` accepts and this run has not
         consumed yet (the run's history says which it has), or ``None``.
@@ -159,8 +172,9 @@ class ActivationPort(Protocol):
     # -- parallel steps ----------------------------------------------------------------------------
 
     def dispatch_activity(self, op: int, queue: str | None) -> None:
-        """Hand the started activity of operation ``op`` (its ``activity_scheduled`` event is
-        recorded) to a worker, on ``queue`` (``None``: the run's).
+        """Hand the started activity of operation ``op`` to a worker, on ``queue`` (``None``: the
+        run's), once its ``activity_scheduled`` event is durable (held by ``record_soon``: after
+        the port's next write).
 
         Raises:
             StoreError: this runtime cannot run started activities.

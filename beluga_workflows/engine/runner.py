@@ -11,6 +11,7 @@ renews while it works.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -165,6 +166,11 @@ class Activation:
         # The run holds (or waits for) concurrency slots: its end frees them (see _end()).
         self.releases_slots = False
         self._consumed_events: set[str] | None = None
+        # Held for the activation's next write (``record_soon``): events already numbered and
+        # in the index, the inbox ids they consume, and what runs once that write is durable.
+        self._unwritten: list[HistoryEvent] = []
+        self._unconsumed: list[int] = []
+        self._after_write: list[Callable[[], Any]] = []
         self.lease_until = state.lease_expires_at
         # The port's now(), fire() and recorded() are the clock's, the hooks' and the index's own
         # bound methods: going through the port costs the hot path no extra call.
@@ -177,7 +183,8 @@ class Activation:
     def record(self, op: int, events: list[HistoryEvent], *, consume: Signal | None = None,
                end: RunEnd | None = None, add_wait: EventWait | None = None,
                drop_wait: bool = False, drop_all_waits: bool = False) -> None:
-        """Durably append ``events`` (of operation ``op``; 0 with ``end``: the run's end).
+        """Durably append ``events`` (of operation ``op``; 0 with ``end``: the run's end), after
+        what ``record_soon`` holds, in one write.
 
         ``add_wait`` / ``drop_wait`` (operation ``op``'s) / ``drop_all_waits`` change the run's
         event waits in the same write.
@@ -196,18 +203,23 @@ class Activation:
                 f"events (MAX_HISTORY_EVENTS) in run {self.info.run_id}; a workflow that loops "
                 f"for ever should end each round with ctx.continue_as_new(...), which starts "
                 f"the next run with a short history", workflow_id=self.info.workflow_id))
+        if waits and (self._unwritten or self._unconsumed):
+            self._flush()  # a write with waits consumes no signals: what is held goes first
         self._number(op, events)
         lease_until = self.now() + self._lease
         wf_id, run_id = self.info.workflow_id, self.info.run_id
+        held = self._unwritten + events if self._unwritten else events
         try:
             if not waits:
+                consumed = self._consumed(consume)
                 control = self.store.append(
-                    wf_id, run_id, self.owner, events, lease_until=lease_until,
-                    consume_signal=None if consume is None else consume.id, end=end,
+                    wf_id, run_id, self.owner, held, lease_until=lease_until, end=end,
+                    consume_signal=consumed[0] if consumed else None,
+                    **({"consume_signals": tuple(consumed[1:])} if len(consumed) > 1 else {}),
                 )
             else:
                 control = self.store.append_with_waits(
-                    wf_id, run_id, self.owner, events, lease_until=lease_until,
+                    wf_id, run_id, self.owner, held, lease_until=lease_until,
                     add_waits=() if add_wait is None else (add_wait,),
                     drop_waits=(op,) if drop_wait else (), end=end,
                 )
@@ -215,9 +227,38 @@ class Activation:
             raise LeaseLost() from None
         except Exception as exc:
             raise StoreDown() from exc
-        self._recorded(op, events, control, lease_until)
+        self._take_in(op, events)
+        self._recorded(control, lease_until)
         if consume is not None:
             self.signals.remove(consume)
+        self._written()
+
+    def record_soon(self, op: int, events: list[HistoryEvent], *,
+                    consume: Signal | None = None) -> None:
+        """Hold ``events`` (numbered, in the index at once) and ``consume``'s inbox id for the
+        activation's next write: every write appends what is held first, and a pass never
+        suspends or ends without writing (see port.py)."""
+        self._number(op, events)
+        self._take_in(op, events)
+        self._unwritten.extend(events)
+        if consume is not None:
+            self.signals.remove(consume)
+            self._unconsumed.append(consume.id)
+
+    def _flush(self) -> None:
+        """Write what ``record_soon`` holds now, alone."""
+        self.record(0, [])
+
+    def _consumed(self, consume: Signal | None) -> list[int]:
+        """The inbox ids the next write consumes: those held, then ``consume``'s."""
+        return [*self._unconsumed, *(() if consume is None else (consume.id,))]
+
+    def _written(self) -> None:
+        """What was held is durable now: forget it, then hand out what waited for it."""
+        self._unwritten, self._unconsumed = [], []
+        after, self._after_write = self._after_write, []
+        for call in after:
+            call()
 
     def find_event(self, wait: EventWait) -> Event | None:
         """The earliest event ``wait`` accepts that the history has not consumed, read page by
@@ -315,15 +356,21 @@ class Activation:
         self.query_handlers[name] = fn
 
     def dispatch_activity(self, op: int, queue: str | None) -> None:
-        """Hand the started activity of ``op`` to the runtime's workers (``RunnerConfig``).
+        """Hand the started activity of ``op`` to the runtime's workers (``RunnerConfig``), once
+        its ``activity_scheduled`` event is durable: after the next write while ``record_soon``
+        holds events.
 
         Raises:
             StoreError: the runtime cannot run started activities.
         """
         if self.config.dispatch_activity is None:
             raise StoreError("this runtime cannot run started activities")
-        self.config.dispatch_activity(self.info.workflow_id, self.info.run_id, op,
-                                      queue=queue or self.state.queue or None)
+        send = functools.partial(self.config.dispatch_activity, self.info.workflow_id,
+                                 self.info.run_id, op, queue=queue or self.state.queue or None)
+        if self._unwritten:  # its activity_scheduled is held: hand it out once that is written
+            self._after_write.append(send)
+        else:
+            send()
 
     def start_child(self, op: int, workflow_type: str, child_id: str, input: Any,
                     timeout: float | None) -> str:
@@ -576,20 +623,26 @@ class Activation:
     def _release(self, kind: str, name: str, wake_at: datetime | None, wait_until: datetime | None,
                  record: tuple[int, list[HistoryEvent]] | None) -> bool:
         """Suspend the run unless a signal or cancel came that this activation has not seen,
-        appending ``record``'s events in the same write; ``True`` once it is released."""
+        appending what ``record_soon`` holds and ``record``'s events in the same write; ``True``
+        once it is released."""
         wf_id, run_id = self.info.workflow_id, self.info.run_id
         wait = {"seen_wake_seq": self.wake_seq, "wake_at": wake_at, "wait_kind": kind,
                 "wait_name": name, "wait_until": wait_until}
-        if record is None:
+        if record is None and not self._unwritten and not self._unconsumed:
             with _writing():
                 return self.store.suspend(wf_id, run_id, self.owner, **wait)
-        op, events = record
+        op, events = record if record is not None else (0, [])
         self._number(op, events)
         lease_until = self.now() + self._lease
+        if self._unconsumed:
+            wait["consume_signals"] = tuple(self._unconsumed)
         with _writing():
             control, suspended = self.store.append_and_suspend(
-                wf_id, run_id, self.owner, events, lease_until=lease_until, **wait)
-        self._recorded(op, events, control, lease_until)
+                wf_id, run_id, self.owner, self._unwritten + events, lease_until=lease_until,
+                **wait)
+        self._take_in(op, events)
+        self._recorded(control, lease_until)
+        self._written()
         return suspended
 
     def _reload_inbox(self) -> None:
@@ -615,14 +668,16 @@ class Activation:
             event.op = op
             self.next_id += 1
 
-    def _recorded(self, op: int, events: list[HistoryEvent], control: WorkflowState,
-                  lease_until: datetime) -> None:
-        """Take in what the store just appended."""
-        self.lease_until = lease_until
+    def _take_in(self, op: int, events: list[HistoryEvent]) -> None:
+        """Add ``events`` of operation ``op`` to the history and its index."""
         self.state.history.extend(events)
-        if op:
+        if op and events:
             self.ops[op].extend(events)
             self.last_op = max(self.last_op, op)
+
+    def _recorded(self, control: WorkflowState, lease_until: datetime) -> None:
+        """Take in what the store answered to a write."""
+        self.lease_until = lease_until
         # Adopt the cancel flag at once; wake_seq only changes with a reload (see _suspend()).
         self.cancel_requested = self.cancel_requested or control.cancel_requested
 

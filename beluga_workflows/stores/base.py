@@ -7,7 +7,7 @@ guarantees under concurrency:
 - ``create`` refuses a second open run of an id;
 - ``claim`` gives a run's lease to exactly one worker (compare-and-set on the lease);
 - ``append`` adds events to a run's history without rewriting it, only while the caller still
-  holds the lease (fencing), and may consume one signal and end the run in the same write;
+  holds the lease (fencing), and may consume signals and end the run in the same write;
 - ``suspend`` releases the lease only if no signal or cancel arrived since the worker last looked
   (compare-and-set on ``wake_seq``), so a signal that races a suspension is never stranded;
 - ``add_signal`` / ``request_cancel`` append to the inbox and bump ``wake_seq`` atomically;
@@ -279,12 +279,14 @@ class WorkflowStore(abc.ABC):
         lease_until: datetime,
         consume_signal: int | None = None,
         end: RunEnd | None = None,
+        consume_signals: tuple[int, ...] = (),
     ) -> WorkflowState:
         """Append ``events`` to the run's history, extending the lease to ``lease_until``.
 
-        ``consume_signal`` removes that signal from the inbox in the same write; ``end`` ends the
-        run and releases the lease. Returns the run's control fields (``cancel_requested``,
-        ``wake_seq``, ``deadline``), not its history.
+        ``consume_signal`` and each of ``consume_signals`` (inbox ids) are removed from the inbox
+        in the same write (a run settling many parallel outcomes consumes them in one write);
+        ``end`` ends the run and releases the lease. Returns the run's control fields
+        (``cancel_requested``, ``wake_seq``, ``deadline``), not its history.
 
         Raises:
             ConflictError: ``owner`` no longer holds the lease (nothing was written).
@@ -325,15 +327,18 @@ class WorkflowStore(abc.ABC):
         wait_kind: str,
         wait_name: str,
         wait_until: datetime | None,
+        consume_signals: tuple[int, ...] = (),
     ) -> tuple[WorkflowState, bool]:
-        """``append(events)`` then ``suspend(...)``: the run's control fields and whether it was
-        released. The events are appended either way. A backend that can do both in one write
-        overrides this (a sleep then costs one checkpoint instead of two).
+        """``append(events, consume_signals=...)`` then ``suspend(...)``: the run's control fields
+        and whether it was released. The events are appended (and the signals consumed) either
+        way. A backend that can do both in one write overrides this (a sleep then costs one
+        checkpoint instead of two).
 
         Raises:
             ConflictError: ``owner`` no longer holds the lease (nothing was written).
         """
-        control = self.append(workflow_id, run_id, owner, events, lease_until=lease_until)
+        control = self.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                              consume_signals=consume_signals)
         return control, self.suspend(workflow_id, run_id, owner, seen_wake_seq=seen_wake_seq,
                                      wake_at=wake_at, wait_kind=wait_kind, wait_name=wait_name,
                                      wait_until=wait_until)
@@ -374,6 +379,24 @@ class WorkflowStore(abc.ABC):
             WorkflowNotRunningError: the latest run has ended.
         """
 
+    def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
+                       ) -> tuple[Signal, bool]:
+        """``add_signal``, and whether the sender need not wake the run (``True``), as read once
+        the signal was filed:
+
+        - a worker holds the run's unexpired lease: it sees the signal before it can release
+          the run (``suspend`` refuses a ``wake_seq`` it has not seen; a claim after the signal
+          reads it);
+        - or the run is unleased and was due before the signal (``wake_at`` earlier than
+          ``now``): the wake-up of whoever made it due is on its way, and ``due`` lists it for
+          the recovery sweep should that message be lost.
+
+        So a run of 1,000 parallel activities is not sent 1,000 wake-ups. ``False`` promises
+        nothing: wake the run. The default always answers ``False``; a store that can read the
+        run cheaply overrides it. Raises what ``add_signal`` raises.
+        """
+        return self.add_signal(workflow_id, signal, now), False
+
     @abc.abstractmethod
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
         """Flag the open run as cancel-requested, bump ``wake_seq`` and make it due now.
@@ -394,6 +417,20 @@ class WorkflowStore(abc.ABC):
             return []
         events = [e for e in state.history if e.id > after]
         return events[:limit] if limit > 0 else events
+
+    def load_operation(self, workflow_id: str, op: int, signal_name: str) -> WorkflowState | None:
+        """The latest run of ``workflow_id`` as ``load`` has it, its history narrowed to
+        operation ``op``'s events and its inbox to the signals named ``signal_name``, or
+        ``None``: what a worker handed a started activity reads (so a run of 1,000 parallel
+        activities is not read whole 1,000 times).
+
+        The default loads the whole run and narrows it; a store that can read less overrides it.
+        """
+        state = self.load(workflow_id)
+        if state is not None:
+            state.history = [e for e in state.history if e.op == op]
+            state.signals = [s for s in state.signals if s.name == signal_name]
+        return state
 
     def count(self, filter: WorkflowFilter | None = None) -> int:
         """How many runs match ``filter`` (its ``limit`` and ``offset`` ignored)."""

@@ -228,7 +228,7 @@ class DocumentStore(WorkflowStore):
     @guarded("append")
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
-               end: RunEnd | None = None) -> WorkflowState:
+               end: RunEnd | None = None, consume_signals: tuple[int, ...] = ()) -> WorkflowState:
         """Append, consume and maybe end in compare-and-set rounds, the lease re-checked on each
         fresh read.
 
@@ -237,9 +237,14 @@ class DocumentStore(WorkflowStore):
                 rounds in a row were lost to other writers.
         """
         def change(run: Run) -> tuple[bool, WorkflowState]:
-            return True, transitions.append(run.state, workflow_id, run_id, owner, events,
-                                            lease_until=lease_until,
-                                            consume_signal=consume_signal, end=end)
+            control = transitions.append(run.state, workflow_id, run_id, owner, events,
+                                         lease_until=lease_until,
+                                         consume_signal=consume_signal, end=end)
+            if consume_signals:  # the lease was checked: the run is run.state
+                taken = set(consume_signals)
+                run.state.signals = [s for s in run.state.signals if s.id not in taken]
+                control.signals = [s for s in control.signals if s.id not in taken]
+            return True, control
 
         return self._mutate(workflow_id, change)
 

@@ -116,16 +116,21 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
 
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
-               end: RunEnd | None = None) -> WorkflowState:
-        """Append the events, consume the signal and maybe end the run, under the lock.
+               end: RunEnd | None = None, consume_signals: tuple[int, ...] = ()) -> WorkflowState:
+        """Append the events, consume the signals and maybe end the run, under the lock.
 
         Raises:
             ConflictError: the lease is lost, or ``events`` do not follow the last one stored.
         """
         with self._lock:
-            control = transitions.append(self._runs.get(workflow_id), workflow_id, run_id, owner,
+            state = self._runs.get(workflow_id)
+            control = transitions.append(state, workflow_id, run_id, owner,
                                          events, lease_until=lease_until,
                                          consume_signal=consume_signal, end=end)
+            if consume_signals:  # the lease was checked: the run is state
+                taken = set(consume_signals)
+                state.signals = [s for s in state.signals if s.id not in taken]
+                control.signals = [s for s in control.signals if s.id not in taken]
             if end is not None and end.release:
                 end.freed = self._release(run_id)
             return control
@@ -192,6 +197,17 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
                                               now, last_id=self._last_signal_id)
             self._last_signal_id = accepted.id
             return accepted
+
+    def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
+                       ) -> tuple[Signal, bool]:
+        """``add_signal``, and whether its wake-up is covered (leased, or due already), under
+        the lock."""
+        with self._lock:
+            accepted = self.add_signal(workflow_id, signal, now)
+            state = self._runs.get(workflow_id)
+            if state.lease_owner:
+                return accepted, bool(state.lease_expires_at and state.lease_expires_at > now)
+            return accepted, bool(state.wake_at is not None and state.wake_at < now)
 
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:
         """Flag the open run cancel-requested and wake it, under the lock.

@@ -190,6 +190,27 @@ def test_a_lost_hand_out_is_handed_out_again_when_due(store):
         assert (state.ended_at - started).total_seconds() >= 60
 
 
+def test_a_started_activity_is_handed_out_only_once_its_schedule_is_stored(store):
+    from beluga_workflows.testing import WorkflowEnvironment
+
+    with WorkflowEnvironment(store=store) as env:
+        stored_at_hand_out = []
+        original = env.executor.dispatch_activity
+
+        def checking(workflow_id, run_id, op, **kwargs):
+            state = env.store.load(workflow_id)
+            stored_at_hand_out.append(sum(1 for e in state.history
+                                          if e.type is EventType.ACTIVITY_SCHEDULED))
+            assert EventType.ACTIVITY_SCHEDULED in history_types(state, op)
+            return original(workflow_id, run_id, op, **kwargs)
+
+        env.executor.dispatch_activity = checking
+        handle = env.execute(fan_out, WorkflowOptions(input=10))
+        assert handle.result() == [2 * i for i in range(10)]
+        # The ten start_activity calls were written together, before the first hand-out.
+        assert stored_at_hand_out == [10] * 10
+
+
 def test_futures_from_elsewhere_are_refused(env):
     @workflow(name=unique("engine.parallel.bad"))
     def bad(ctx, _=None):

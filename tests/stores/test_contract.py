@@ -26,7 +26,7 @@ from beluga_workflows.errors import (
     WorkflowNotFoundError,
     WorkflowNotRunningError,
 )
-from beluga_workflows.stores.base import RunEnd
+from beluga_workflows.stores.base import RunEnd, WorkflowStore
 from beluga_workflows.types import (
     EventType,
     HistoryEvent,
@@ -542,6 +542,85 @@ def test_request_cancel_flags_the_run_and_wakes_it(store):
     assert state.cancel_requested
     control = store.append("wf-x", state.run_id, "w1", [event(2)], lease_until=at(50))
     assert control.cancel_requested
+
+
+def test_one_append_consumes_several_signals(store):
+    store.create(new_run("wf-m"))
+    sent = [store.add_signal("wf-m", Signal(f"out/{i}", i), at(1)) for i in range(5)]
+    state = claimed(store, "wf-m", now=at(2))
+    control = store.append("wf-m", state.run_id, "w1", [event(2), event(3)], lease_until=at(30),
+                           consume_signal=sent[0].id, consume_signals=(sent[2].id, sent[4].id))
+    assert control.signals == [] or [s.payload for s in control.signals] == [1, 3]
+    loaded = store.load("wf-m")
+    assert [s.payload for s in loaded.signals] == [1, 3]
+    assert [e.id for e in loaded.history] == [1, 2, 3]
+
+
+def test_append_and_suspend_consumes_signals_and_suspends_only_if_none_came_since(store):
+    store.create(new_run("wf-ms"))
+    sent = [store.add_signal("wf-ms", Signal(f"out/{i}", i), at(1)) for i in range(3)]
+    state = claimed(store, "wf-ms", now=at(2))
+    store.add_signal("wf-ms", Signal("late", 9), at(3))  # after the claim: refuses the release
+    _, suspended = store.append_and_suspend(
+        "wf-ms", state.run_id, "w1", [event(2)], lease_until=at(30),
+        seen_wake_seq=state.wake_seq, wake_at=at(100), wait_kind="parallel", wait_name="x",
+        wait_until=at(100), consume_signals=(sent[0].id, sent[1].id))
+    assert suspended is False
+    kept = store.load("wf-ms")
+    assert [s.payload for s in kept.signals] == [2, 9] and kept.lease_owner == "w1"
+    fresh = store.refresh("wf-ms", state.run_id, "w1")
+    _, suspended = store.append_and_suspend(
+        "wf-ms", state.run_id, "w1", [event(3)], lease_until=at(30),
+        seen_wake_seq=fresh.wake_seq, wake_at=at(100), wait_kind="parallel", wait_name="x",
+        wait_until=at(100), consume_signals=tuple(s.id for s in fresh.signals))
+    assert suspended is True
+    released = store.load("wf-ms")
+    assert released.signals == [] and released.lease_owner == ""
+    assert [e.id for e in released.history] == [1, 2, 3]
+
+
+def test_deliver_signal_files_it_and_says_when_no_wake_up_is_needed(store):
+    reads = type(store).deliver_signal is not WorkflowStore.deliver_signal  # else always False
+    store.create(new_run("wf-d", created=at(10)))  # due at 10
+    state = claimed(store, "wf-d", now=at(10))
+    store.suspend("wf-d", state.run_id, "w1", seen_wake_seq=state.wake_seq, wake_at=at(500),
+                  wait_kind="parallel", wait_name="x", wait_until=None)
+    signal, covered = store.deliver_signal("wf-d", Signal("out/1", 1), at(11))
+    assert covered is False  # suspended, not due: the sender must wake it
+    loaded = store.load("wf-d")
+    assert [s.id for s in loaded.signals] == [signal.id] and loaded.wake_at == at(11)
+    # Due since 11 (that wake-up is on its way): a later signal needs none of its own.
+    _, covered = store.deliver_signal("wf-d", Signal("out/2", 2), at(12))
+    assert covered is reads
+    state = claimed(store, "wf-d", now=at(13))
+    assert [s.payload for s in state.signals] == [1, 2]
+    _, covered = store.deliver_signal("wf-d", Signal("out/3", 3), at(14))
+    assert covered is reads  # the lease holder sees it:
+    assert store.suspend("wf-d", state.run_id, "w1", seen_wake_seq=state.wake_seq,
+                         wake_at=None, wait_kind="parallel", wait_name="x",
+                         wait_until=None) is False
+    assert [s.payload for s in store.refresh("wf-d", state.run_id, "w1").signals] == [1, 2, 3]
+    # A lease that has expired promises nothing.
+    _, covered = store.deliver_signal("wf-d", Signal("out/4", 4), at(14) + LEASE * 2)
+    assert covered is False
+    with pytest.raises(WorkflowNotFoundError):
+        store.deliver_signal("wf-missing", Signal("out/1", 1), at(1))
+
+
+def test_load_operation_narrows_the_history_and_the_inbox(store):
+    store.create(new_run("wf-o"))
+    state = claimed(store, "wf-o")
+    events = [HistoryEvent(id=i, type=EventType.SIDE_EFFECT_RECORDED, timestamp=at(i),
+                           op=2 if i % 2 else 3, result=i) for i in range(2, 7)]
+    store.append("wf-o", state.run_id, "w1", events, lease_until=at(30))
+    for name in ("out/2", "out/3", "out/2"):
+        store.add_signal("wf-o", Signal(name, name), at(8))
+    narrowed = store.load_operation("wf-o", 3, "out/2")
+    assert (narrowed.run_id, narrowed.status) == (state.run_id, WorkflowStatus.RUNNING)
+    assert [(e.id, e.op, e.result) for e in narrowed.history] == [(2, 3, 2), (4, 3, 4), (6, 3, 6)]
+    assert [s.name for s in narrowed.signals] == ["out/2", "out/2"]
+    assert store.load_operation("wf-o", 9, "none").history == []
+    assert store.load_operation("wf-missing", 1, "x") is None
 
 
 def test_suspend_releases_the_run_only_if_no_signal_came_since(store):

@@ -275,6 +275,20 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         self._runs.filter(workflow_id=workflow_id).delete()
 
     @guarded("count")
+    @guarded("load_operation")
+    def load_operation(self, workflow_id: str, op: int, signal_name: str) -> WorkflowState | None:
+        """One query of the run row, one of operation ``op``'s events, one of the inbox rows
+        named ``signal_name``."""
+        row = self._run_values(workflow_id)
+        if row is None:
+            return None
+        run_id = row["run_id"]
+        signals = [from_signal_row(r) for r in
+                   self._inbox.filter(run_id=run_id, name=signal_name).order_by("id")]
+        history = [from_event_row(r) for r in
+                   self._events.filter(run_id=run_id, op=op).order_by("seq")]
+        return state_from_values(row, signals=signals, history=history)
+
     def count(self, filter: WorkflowFilter | None = None) -> int:
         """One ``COUNT`` query over the run rows ``filter`` selects."""
         return self._filtered(filter or WorkflowFilter()).count()
@@ -359,16 +373,17 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
     @guarded("append")
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None = None,
-               end: RunEnd | None = None) -> WorkflowState:
+               end: RunEnd | None = None, consume_signals: tuple[int, ...] = ()) -> WorkflowState:
         """One UPDATE fenced on the lease and on the last event's number, with the event inserts
-        and the consumed signal's delete, in one transaction (one statement on PostgreSQL).
+        and the consumed signals' delete, in one transaction (one statement on PostgreSQL).
 
         Raises:
             ConflictError: the lease is lost, or another writer took the events' numbers.
         """
         try:
+            consumed = (*(() if consume_signal is None else (consume_signal,)), *consume_signals)
             row = self._releasing(end, run_id, lambda: self._append_row(
-                workflow_id, run_id, owner, events, lease_until, consume_signal, end))
+                workflow_id, run_id, owner, events, lease_until, consumed, end))
         except IntegrityError:  # an event number already taken: another writer got there first
             row = None
         if row is None:
@@ -376,7 +391,7 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         return state_from_values(row)
 
     def _append_row(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
-                    lease_until: datetime, consume_signal: int | None, end: RunEnd | None
+                    lease_until: datetime, consumed: tuple[int, ...], end: RunEnd | None
                     ) -> dict[str, Any] | None:
         """The checkpoint's writes: the run's control columns after them, ``None`` if fenced off."""
         fence = self._leased(workflow_id, run_id, owner)
@@ -392,8 +407,8 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
                 return None
             if events:
                 self._events.bulk_create([event_row(run_id, e) for e in events])
-            if consume_signal is not None:
-                self._inbox.filter(pk=consume_signal, run_id=run_id).delete()
+            if consumed:
+                self._inbox.filter(pk__in=consumed, run_id=run_id).delete()
             return self._runs.filter(pk=run_id).values(*CONTROL_FIELDS).get()
 
     @guarded("continue_as_new")
@@ -488,6 +503,23 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
                 return None
             return self._inbox.create(run_id=run_id, name=signal.name, payload=signal.payload,
                                       sent_at=sent_at, sender_id=signal.sender_id or "").pk
+
+    @guarded("deliver_signal")
+    def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
+                       ) -> tuple[Signal, bool]:
+        """``add_signal``, then one read of the run's lease and ``wake_at``, after the signal's
+        commit (a holder then either saw it or cannot suspend past it)."""
+        accepted = self.add_signal(workflow_id, signal, now)
+        if connections[self.using].in_atomic_block:  # not committed yet: no promise
+            return accepted, False
+        row = (self._runs.filter(workflow_id=workflow_id, status=RUNNING)
+               .values_list("lease_owner", "lease_expires_at", "wake_at").first())
+        if row is None:
+            return accepted, False
+        owner, expires, wake_at = row
+        if owner:
+            return accepted, expires is not None and expires > now
+        return accepted, wake_at is not None and wake_at < now
 
     @guarded("request_cancel")
     def request_cancel(self, workflow_id: str, now: datetime) -> WorkflowState:

@@ -375,19 +375,37 @@ class PostgresStatements:
         """
         text = self.texts.get("contents")
         if text is None:
-            run_id_param = self._r("run_id")
-            columns = [f"NULL::{self.types[f]}" for f in _EVENT_FIELDS]
-            for name, value in (("seq", "id"), ("timestamp", "sent_at"),
-                                ("activity_name", "sender_id"), ("signal_name", "name"),
-                                ("signal_payload", "payload"), ("type", "''")):
-                columns[_EVENT_NAMES.index(name)] = value
-            text = self.texts["contents"] = (
-                f"SELECT 0, {self.event_columns} FROM {self.event_table} "
-                f"WHERE run_id = {run_id_param} UNION ALL "
+            text = self.texts["contents"] = self._contents_text("", "")
+        return self._contents_rows(text, self._run_params(run_id=run_id))
+
+    def operation(self, run_id: str, op: int, name: str) -> tuple[list[HistoryEvent], list[Signal]]:
+        """Operation ``op``'s events and the unconsumed signals named ``name``, in one round trip
+        (what a worker handed a started activity reads); as ``contents``."""
+        text = self.texts.get("operation")
+        if text is None:
+            text = self.texts["operation"] = self._contents_text(
+                f" AND op = {self._p(_EVENT_FIELDS[_EVENT_NAMES.index('op')], 'op')}",
+                f" AND name = {self._p(models.PendingSignal._meta.get_field('name'), 'name')}")
+        params = self._run_params(run_id=run_id)
+        params.update(op=op, name=name)
+        return self._contents_rows(text, params)
+
+    def _contents_text(self, events_where: str, inbox_where: str) -> str:
+        run_id_param = self._r("run_id")
+        columns = [f"NULL::{self.types[f]}" for f in _EVENT_FIELDS]
+        for name, value in (("seq", "id"), ("timestamp", "sent_at"),
+                            ("activity_name", "sender_id"), ("signal_name", "name"),
+                            ("signal_payload", "payload"), ("type", "''")):
+            columns[_EVENT_NAMES.index(name)] = value
+        return (f"SELECT 0, {self.event_columns} FROM {self.event_table} "
+                f"WHERE run_id = {run_id_param}{events_where} UNION ALL "
                 f"SELECT 1, {', '.join(columns)} FROM {self.inbox_table} "
-                f"WHERE run_id = {run_id_param} ORDER BY 1, 2")
+                f"WHERE run_id = {run_id_param}{inbox_where} ORDER BY 1, 2")
+
+    def _contents_rows(self, text: str, params: dict[str, Any]
+                       ) -> tuple[list[HistoryEvent], list[Signal]]:
         events, signals = [], []
-        for kind, *row in self._fetch_all(text, self._run_params(run_id=run_id)):
+        for kind, *row in self._fetch_all(text, params):
             if kind == 0:
                 events.append(_event(row))
             else:
@@ -410,19 +428,22 @@ class PostgresStatements:
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None, end: RunEnd | None,
                suspend: dict[str, Any] | None = None, add_waits: list[Any] = (),
-               drop_waits: tuple[int, ...] | str = ()) -> dict[str, Any] | None:
+               drop_waits: tuple[int, ...] | str = (), consume_signals: tuple[int, ...] = ()
+               ) -> dict[str, Any] | None:
         """The checkpoint. With ``suspend`` (``seen_wake_seq``, ``wake_at``, ``wait_kind``,
         ``wait_name``, ``wait_until``) it also releases the lease, in the same statement, if
         ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool). ``add_waits``
         (``EventWait`` s) are inserted and the run's waits at the operations ``drop_waits``
-        (``"all"``: every one) deleted in the same statement, only if the fenced update matched."""
+        (``"all"``: every one) deleted in the same statement, only if the fenced update matched.
+        ``consume_signal`` and ``consume_signals``: the inbox rows deleted with it."""
+        consumed = [*(() if consume_signal is None else (consume_signal,)), *consume_signals]
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
             changes.update(updated_at=events[-1].timestamp, last_event_id=events[-1].id)
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
         release = end is not None and end.release
-        key = ("append", tuple(changes), len(events), consume_signal is not None,
+        key = ("append", tuple(changes), len(events), bool(consumed),
                suspend is not None, release)
         if add_waits or drop_waits:  # a checkpoint of events (API.md §8): a shape of its own
             key += (len(add_waits), "all" if drop_waits == "all" else bool(drop_waits))
@@ -435,8 +456,8 @@ class PostgresStatements:
         if events:
             params["prev"] = events[0].id - 1
             self._event_params(params, events)
-        if consume_signal is not None:
-            params["signal"] = consume_signal
+        if consumed:
+            params["signals"] = consumed
         if end is not None:
             params["channel"] = END_CHANNEL
         if add_waits or drop_waits:
@@ -491,7 +512,8 @@ class PostgresStatements:
                      f"SELECT run.run_id, v.* FROM run CROSS JOIN (VALUES {', '.join(rows)}) AS v)")
         if consume:
             text += (f", consumed AS (DELETE FROM {self.inbox_table} "
-                     f"WHERE id = {self._p(models.PendingSignal._meta.pk, 'signal')} "
+                     f"WHERE id = ANY(CAST(%(signals)s AS "
+                     f"{self.types[models.PendingSignal._meta.pk]}[])) "
                      f"AND run_id IN (SELECT run_id FROM run))")
         if waits:
             text += waits_text(self, *waits)
@@ -529,26 +551,31 @@ class PostgresStatements:
                                   lease_owner=owner, status=RUNNING, wake_seq=seen_wake_seq)
         return self._fetch(text, params) is not None
 
-    def add_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime
-                   ) -> int | None:
-        """Wake the open run and file ``signal`` in its inbox: the inbox id, or ``None``."""
-        text = self.texts.get("add_signal")
+    def add_signal(self, workflow_id: str, signal: Signal, sent_at: datetime, now: datetime,
+                   *, lease: bool = False) -> Any:
+        """Wake the open run and file ``signal`` in its inbox: the inbox id, or ``None``. With
+        ``lease``: the row (inbox id, lease owner, lease expiry, wake_at after the wake)."""
+        key = "add_signal_lease" if lease else "add_signal"
+        text = self.texts.get(key)
         if text is None:
             inbox = models.PendingSignal._meta
             placeholders = ", ".join(self._p(inbox.get_field(n), f"s_{n}") for n in _INBOX_FIELDS)
-            text = self.texts["add_signal"] = (
+            seen = ("run_id, lease_owner, lease_expires_at, wake_at" if lease else "run_id")
+            also = (", (SELECT lease_owner FROM run), (SELECT lease_expires_at FROM run), "
+                    "(SELECT wake_at FROM run)" if lease else "")
+            text = self.texts[key] = (
                 f"WITH run AS (UPDATE {self.run_table} SET {self._wake_sets()} "
                 f"WHERE workflow_id = {self._r('workflow_id')} AND {self._open()} "
-                f"RETURNING run_id) "
+                f"RETURNING {seen}) "
                 f"INSERT INTO {self.inbox_table} (run_id, {', '.join(_INBOX_FIELDS)}) "
-                f"SELECT run_id, {placeholders} FROM run RETURNING id")
+                f"SELECT run_id, {placeholders} FROM run RETURNING id{also}")
         params = self._run_params(workflow_id=workflow_id, status=RUNNING, updated_at=now)
         values = {"name": signal.name, "payload": signal.payload, "sent_at": sent_at,
                   "sender_id": signal.sender_id or ""}
         for n, prep in self.inbox_preps:
             params[f"s_{n}"] = prep(values[n])
         row = self._fetch(text, params)
-        return row[0] if row else None
+        return (row if lease else row[0]) if row else None
 
     def request_cancel(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
         """Flag the open run as cancel-requested and wake it: its row after, or ``None``."""
@@ -658,21 +685,23 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
         return self._pg.claim(workflow_id, owner, lease_until, now)
 
     def _append_row(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
-                    lease_until: datetime, consume_signal: int | None, end: RunEnd | None
+                    lease_until: datetime, consumed: tuple[int, ...], end: RunEnd | None
                     ) -> dict[str, Any] | None:
         return self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                               consume_signal=consume_signal, end=end)
+                               consume_signal=None, consume_signals=consumed or (), end=end)
 
     @guarded("append_and_suspend")
     def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
                            events: list[HistoryEvent], *, lease_until: datetime,
                            seen_wake_seq: int, wake_at: datetime | None, wait_kind: str,
-                           wait_name: str, wait_until: datetime | None
+                           wait_name: str, wait_until: datetime | None,
+                           consume_signals: tuple[int, ...] = ()
                            ) -> tuple[WorkflowState, bool]:
         """Both in one statement: a sleep costs one checkpoint."""
         try:
             row = self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
-                                  consume_signal=None, end=None, suspend={
+                                  consume_signal=None, consume_signals=consume_signals,
+                                  end=None, suspend={
                                       "seen_wake_seq": seen_wake_seq, "wake_at": wake_at,
                                       "wait_kind": wait_kind, "wait_name": wait_name,
                                       "wait_until": wait_until})
@@ -696,6 +725,31 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
 
     def _cancel_row(self, workflow_id: str, now: datetime) -> dict[str, Any] | None:
         return self._pg.request_cancel(workflow_id, now)
+
+    @guarded("deliver_signal")
+    def deliver_signal(self, workflow_id: str, signal: Signal, now: datetime
+                       ) -> tuple[Signal, bool]:
+        """One statement: the signal filed, and the run's lease and ``wake_at`` as it left them
+        (the row is locked by the wake: a holder then cannot suspend past the signal)."""
+        if connections[self.using].in_atomic_block:  # not committed with it: no promise
+            return super().deliver_signal(workflow_id, signal, now)
+        sent_at = signal.sent_at or now
+        signal_id, owner, expires, wake_at = self._open_run(
+            workflow_id, lambda: self._pg.add_signal(workflow_id, signal, sent_at, now, lease=True))
+        accepted = Signal(name=signal.name, payload=signal.payload, sent_at=sent_at,
+                          sender_id=signal.sender_id, id=signal_id)
+        if owner:
+            return accepted, expires is not None and expires > now
+        return accepted, wake_at is not None and wake_at < now
+
+    @guarded("load_operation")
+    def load_operation(self, workflow_id: str, op: int, signal_name: str) -> WorkflowState | None:
+        """The run row, then the operation's events and the named signals in one round trip."""
+        row = self._run_values(workflow_id)
+        if row is None:
+            return None
+        history, signals = self._pg.operation(row["run_id"], op, signal_name)
+        return state_from_values(row, signals=signals, history=history)
 
     def watch(self, workflow_id: str) -> RunWatch:
         """Run ends are pushed (``LISTEN``/``NOTIFY``, see ``listen.py``).

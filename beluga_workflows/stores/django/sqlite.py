@@ -43,7 +43,7 @@ _WRITES = ("save", "delete", "create", "claim", "append", "suspend", "append_and
            "record_delivery", "create_with_waits", "append_with_waits", "wake_runs", "promote",
            "release_orphans", "group_event", "fire_group")
 # Operations that only read: retried when a shared-cache table is locked.
-_READS = ("load", "list", "count", "count_by_status", "history", "refresh", "due", "get_event",
+_READS = ("load", "load_operation", "list", "count", "count_by_status", "history", "refresh", "due", "get_event",
           "list_events", "count_events", "find_events", "unfanned_events", "matching_waits",
           "get_delivery", "waiting_buckets", "flow_usage", "due_groups", "next_group_due")
 
