@@ -46,6 +46,7 @@ __all__ = [
     "activity_inbox",
     "child_inbox",
     "outcome_events",
+    "own_inbox",
     "parent_of",
 ]
 
@@ -63,6 +64,12 @@ def activity_inbox(run_id: str, op: int) -> str:
 def child_inbox(run_id: str, op: int) -> str:
     """The inbox name of the end of the child started by operation ``op`` of run ``run_id``."""
     return f"{CHILD_INBOX}{run_id}/{op}"
+
+
+def own_inbox(name: str, run_id: str) -> bool:
+    """Whether inbox entry ``name`` is the outcome of a started activity or a child of run
+    ``run_id`` (a run that continues as new leaves them behind)."""
+    return name.startswith((f"{ACTIVITY_INBOX}{run_id}/", f"{CHILD_INBOX}{run_id}/"))
 
 
 def final_event(events: list[HistoryEvent] | None) -> HistoryEvent | None:

@@ -281,6 +281,8 @@ def test_continue_as_new_replaces_the_leased_run_in_one_write(store):
     store.add_signal("wf-can", Signal("a", 1, sent_at=at(1)), at(1))
     store.add_signal("wf-can", Signal("b", 2, sent_at=at(2)), at(2))
     leased = claimed(store, "wf-can")
+    for name in (f"beluga.activity/{leased.run_id}/3", f"beluga.child/{leased.run_id}/4"):
+        store.add_signal("wf-can", Signal(name, {"late": True}, sent_at=at(2)), at(2))
     following = new_run("wf-can", created=at(3), input={"n": 2}, queue="q", parent_id="p")
     with pytest.raises(ConflictError):
         store.continue_as_new("wf-can", leased.run_id, "someone-else", following)
@@ -293,6 +295,7 @@ def test_continue_as_new_replaces_the_leased_run_in_one_write(store):
     assert (now.run_id, now.input, now.is_open, now.lease_owner) == (
         following.run_id, {"n": 2}, True, "")
     assert [e.type for e in now.history] == [EventType.WORKFLOW_STARTED]
+    # The old run's own outcomes (of its started activities and children) are left behind.
     assert [(s.name, s.payload) for s in now.signals] == [("a", 1), ("b", 2)]
     assert now.parent_id == "p" and now.queue == "q"
     assert store.count() == 1 and "wf-can" in store.due(at(3), 10)

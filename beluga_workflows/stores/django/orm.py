@@ -42,6 +42,7 @@ from ...engine.errors import (
     StoreError,
     WorkflowError,
 )
+from ...engine.parallel import own_inbox
 from ...engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from ..base import (
     RunEnd,
@@ -428,7 +429,7 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
             if version is None:
                 raise lease_lost(workflow_id)
             new = copy.copy(following)
-            new.signals = self._pending(run_id)
+            new.signals = [s for s in self._pending(run_id) if not own_inbox(s.name, run_id)]
             models.ConcurrencySlot.objects.using(using).filter(run_id=run_id).update(
                 run_id=new.run_id)
             models.EventWait.objects.using(using).filter(run_id=run_id, op__lte=0).update(
