@@ -275,7 +275,6 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         """
         self._runs.filter(workflow_id=workflow_id).delete()
 
-    @guarded("count")
     @guarded("load_operation")
     def load_operation(self, workflow_id: str, op: int, signal_name: str) -> WorkflowState | None:
         """One query of the run row, one of operation ``op``'s events, one of the inbox rows
@@ -290,6 +289,7 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
                    self._events.filter(run_id=run_id, op=op).order_by("seq")]
         return state_from_values(row, signals=signals, history=history)
 
+    @guarded("count")
     def count(self, filter: WorkflowFilter | None = None) -> int:
         """One ``COUNT`` query over the run rows ``filter`` selects."""
         return self._filtered(filter or WorkflowFilter()).count()
