@@ -300,3 +300,19 @@ def test_without_retention_the_sweep_deletes_nothing():
     store.create(ended_at("ancient", at(-10**8)))
     WorkflowExecutor(store=store).recover(NOW)
     assert store.load("ancient") is not None
+
+
+def test_a_document_is_removed_only_at_the_revision_read(store):
+    """The primitive retention stands on (document stores): a write after the read wins."""
+    from beluga_workflows.stores.document import DocumentStore
+
+    if not isinstance(store, DocumentStore) or not store.supports_purge:
+        return
+    store.create(ended_at("wf", T0 - DAY))
+    _, stale = store._read("wf")
+    store.save(ended_at("wf", T0 - DAY))  # another writer: a new revision
+    assert store._remove_at("wf", stale) is False
+    assert store.load("wf") is not None
+    _, current = store._read("wf")
+    assert store._remove_at("wf", current) is True
+    assert store.load("wf") is None and store.list() == [] and store.count_ended(T0) == 0
