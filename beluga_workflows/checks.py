@@ -14,7 +14,8 @@ def check_settings(app_configs=None, **kwargs):
     """Check ``BELUGA_WORKFLOWS``: unknown keys (``W002``), a store that cannot be built
     (``E001``) or reached (``E004``) or lacks what a multi-process executor needs (``W001``),
     an unregistered executor (``E002``), Celery not installed for the celery executor
-    (``E005``), a lease that is not a positive number (``E003``), a bad ``MAX_HISTORY_EVENTS``
+    (``E005``), a lease that is not a positive number (``E003``), a ``RETENTION`` that is not
+    a positive duration or that the store cannot purge (``E007``), a bad ``MAX_HISTORY_EVENTS``
     (``E008``).
 
     Returns the messages; the store it builds for the check is closed again.
@@ -31,6 +32,7 @@ def check_settings(app_configs=None, **kwargs):
             hint=f"Use one of: {', '.join(list_executors())}.", id="beluga_workflows.E002"))
     elif backend == "celery":
         errors += _check_celery()
+    errors += _check_retention(workflow_settings)
     lease = workflow_settings.LEASE_SECONDS
     if not isinstance(lease, (int, float)) or lease <= 0:
         errors.append(checks.Error("BELUGA_WORKFLOWS['LEASE_SECONDS'] must be a positive number",
@@ -113,6 +115,32 @@ def _check_flow_control(store) -> list[checks.CheckMessage]:
         hint='Use the django store (BELUGA_WORKFLOWS["STORE"]["BACKEND"] = "django"), or remove '
              "the declarations.",
         id="beluga_workflows.E006")]
+
+
+def _check_retention(workflow_settings) -> list[checks.CheckMessage]:
+    """``RETENTION`` is ``None`` or a positive duration, and the store can purge ended runs."""
+    from .conf import retention_seconds
+    from .stores import create_store
+
+    try:
+        if retention_seconds(workflow_settings.RETENTION) is None:
+            return []
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint='Give seconds, a timedelta or a string such as "30d" '
+                             '(units ms, s, m, h, d, w), or None to keep every run.',
+                             id="beluga_workflows.E007")]
+    try:
+        store = create_store()
+    except ImproperlyConfigured:
+        return []  # E001 says why
+    try:
+        if store.supports_purge:
+            return []
+        return [checks.Error(str(store.purge_unsupported("RETENTION")),
+                             hint="Set RETENTION to None, or choose a store that lists runs.",
+                             id="beluga_workflows.E007")]
+    finally:
+        store.close()
 
 
 def _check_celery() -> list[checks.CheckMessage]:

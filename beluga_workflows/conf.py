@@ -26,6 +26,7 @@ __all__ = [
     "ConfiguredSingleton",
     "import_backend",
     "on_reload",
+    "retention_seconds",
     "workflow_settings",
 ]
 
@@ -47,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "MAX_HISTORY_EVENTS": 50_000,
     # Seconds between recovery sweeps (Celery beat entry / local runtime).
     "RECOVER_INTERVAL": 5.0,
+    # How long ended runs are kept: a duration (seconds, a timedelta, or "30d"); the recovery
+    # sweep deletes runs that ended longer ago, in bounded batches. None keeps every run.
+    "RETENTION": None,
     # REST API: dotted paths to DRF permission classes for reads (list, detail, history, query)
     # and for writes (start, signal, cancel). Every class must allow the request.
     "API_READ_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -103,6 +107,26 @@ def import_backend(section: str, path: str, base: type, *, label: str | None = N
     if not (isinstance(cls, type) and issubclass(cls, base)):
         raise ImproperlyConfigured(f"{setting} is not a {base.__name__} subclass")
     return cls
+
+
+def retention_seconds(value: Any) -> float | None:
+    """``BELUGA_WORKFLOWS["RETENTION"]`` as seconds (``None``: keep every run), read by the
+    rules of every duration (``engine/durations.py``).
+
+    Raises:
+        ImproperlyConfigured: not a duration, or not a positive one, naming the setting.
+    """
+    from .engine.errors import InvalidInputError
+    from .engine.types import to_seconds
+
+    try:
+        seconds = to_seconds(value, 'BELUGA_WORKFLOWS["RETENTION"]')
+    except InvalidInputError as exc:
+        raise ImproperlyConfigured(str(exc)) from None
+    if seconds is not None and seconds <= 0:
+        raise ImproperlyConfigured('BELUGA_WORKFLOWS["RETENTION"] must be a positive duration '
+                                   '(or None to keep every run)')
+    return seconds
 
 
 class WorkflowSettings:

@@ -88,6 +88,10 @@ class WorkflowState(models.Model):
             # most runs and stay out of it.
             models.Index(fields=["parent_id", "-created_at", "-run_id"],
                          condition=~models.Q(parent_id=""), name="beluga_wf_children_idx"),
+            # Retention: ended runs, oldest end first (purge_ended). Written once, at the end,
+            # in the write that already moves the run in the status index.
+            models.Index(fields=["ended_at", "run_id"], condition=~models.Q(status="running"),
+                         name="beluga_wf_ended_idx"),
         ]
         permissions = [
             ("start_workflow", "Can start workflows"),

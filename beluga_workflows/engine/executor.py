@@ -34,6 +34,7 @@ from .hooks import Hooks, compose_hooks
 from .lifecycle import forked_history, resumed_history
 from .parallel import child_inbox, run_started_activity
 from .registry import WorkflowDefinition, get_workflow, workflow_name
+from .retention import DEFAULT_BATCH, positive_duration, purge_cutoff, purge_in_batches
 from .retry import RetryPolicy
 from .runner import ActivationResult, RunnerConfig, query_workflow, run_workflow
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
@@ -100,9 +101,10 @@ class WorkflowHandle:
         return f"<WorkflowHandle id={self.id!r} run_id={self.run_id!r}>"
 
     def state(self) -> WorkflowState:
-        """This run as the store has it now (without history)."""
+        """This run as the store has it now (without history); the newest run of its chain once
+        it continued as new."""
         state = self.executor.store.load(self.id, with_history=False)
-        if state is None or state.run_id != self.run_id:
+        if state is None or (state.run_id != self.run_id and not self.executor.continues(state)):
             raise WorkflowNotFoundError(
                 f"run {self.run_id} of workflow {self.id!r} is no longer in the store",
                 workflow_id=self.id,
@@ -203,6 +205,8 @@ class WorkflowExecutor:
             many seconds after it was handed out is handed out again (its message was lost).
         child_poll: a parent waiting for a child reads the child's state itself this often
             (the child's end notice may have been lost).
+        retention: ended runs are kept this long, then the sweep deletes them (``purge``);
+            ``None`` keeps every run (``BELUGA_WORKFLOWS["RETENTION"]``).
     """
 
     name = "base"
@@ -217,6 +221,7 @@ class WorkflowExecutor:
         in_place_wait: float = 1.0,
         max_payload_bytes: int | None = DEFAULT_MAX_PAYLOAD_BYTES,
         default_retry: RetryPolicy | None = None,
+        retention: timedelta | float | str | None = None,
         fan_out_grace: timedelta | float | str = 30.0,
         activity_redispatch: timedelta | float | str = 300.0,
         child_poll: timedelta | float | str = 300.0,
@@ -229,6 +234,7 @@ class WorkflowExecutor:
         self.in_place_wait = float(in_place_wait)
         self.max_payload_bytes = max_payload_bytes
         self.default_retry = default_retry or RetryPolicy()
+        self.retention = positive_duration(retention, "retention")
         self.fan_out_grace = to_seconds(fan_out_grace, "fan_out_grace")
         self.activity_redispatch = to_seconds(activity_redispatch, "activity_redispatch")
         self.child_poll = to_seconds(child_poll, "child_poll")
@@ -592,8 +598,8 @@ class WorkflowExecutor:
     def recover(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
         """Schedule every run that is due (timers passed, wake-ups lost, or worker died: lease
         expired), finish the fan-outs that died (``finish_fan_outs``) and do the flow-control
-        pass (``flow_sweep``) and the schedules' (``fire_schedules``); returns the ids of the due
-        runs."""
+        pass (``flow_sweep``), the schedules' (``fire_schedules``) and the retention pass
+        (``apply_retention``); returns the ids of the due runs."""
         now = now or self.clock.now()
         due = self.store.due(now, limit)
         for workflow_id in due:
@@ -601,6 +607,7 @@ class WorkflowExecutor:
         self.finish_fan_outs(now, limit)
         self.flow_sweep(now, limit)
         self.fire_schedules(now)
+        self.apply_retention(now, limit)
         return due
 
     def fire_schedules(self, now: datetime | None = None) -> list[str]:
@@ -624,6 +631,51 @@ class WorkflowExecutor:
         """Hand these due runs to the workers now (``workflows_recover``): schedule each."""
         for workflow_id in workflow_ids:
             self.schedule(workflow_id)
+
+    # -- retention (engine/retention.py) --------------------------------------------------------
+
+    # Runs one store call deletes at most: each batch's statements stay this small.
+    purge_batch = DEFAULT_BATCH
+
+    def purge(self, older_than: timedelta | float | str | None = None, *,
+              now: datetime | None = None, limit: int | None = None,
+              batch: int | None = None) -> list[str]:
+        """Delete ended runs that ended more than ``older_than`` (default: ``retention``) before
+        ``now``, oldest first, with their histories, in store calls of ``batch`` runs (default
+        ``purge_batch``), at most ``limit`` in all (``None``: until none is left); returns the
+        deleted ids. Open runs, and runs that ended since the cutoff, are never deleted.
+
+        Raises:
+            InvalidInputError: a bad duration, no duration at all, or a ``batch`` below 1.
+            StoreError: the store cannot purge (``supports_purge`` is ``False``).
+        """
+        before = purge_cutoff(now or self.clock.now(), older_than, self.retention)
+        return purge_in_batches(self.store, before, limit=limit,
+                                batch=self.purge_batch if batch is None else batch)
+
+    def count_purgeable(self, older_than: timedelta | float | str | None = None, *,
+                        now: datetime | None = None) -> int:
+        """How many runs ``purge(older_than, now=now)`` would delete; nothing changes.
+
+        Raises:
+            InvalidInputError: a bad duration, or no duration at all.
+            StoreError: the store cannot purge.
+        """
+        return self.store.count_ended(
+            purge_cutoff(now or self.clock.now(), older_than, self.retention))
+
+    def apply_retention(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
+        """The sweep's retention pass: ``purge`` at most ``limit`` runs ended longer than
+        ``retention`` ago (a backlog goes over several sweeps); nothing without a retention or
+        on a store that cannot purge (``manage.py check`` reports that). A failure is logged:
+        the next sweep tries again. Returns the deleted ids."""
+        if self.retention is None or limit <= 0 or not self.store.supports_purge:
+            return []
+        try:
+            return self.purge(now=now, limit=limit)
+        except Exception:
+            logger.exception("retention pass failed; the next sweep tries again")
+            return []
 
     # -- parallel steps (engine/parallel.py) ------------------------------------------------------
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
 
-from ..conf import ConfiguredSingleton, import_backend, workflow_settings
+from ..conf import ConfiguredSingleton, import_backend, retention_seconds, workflow_settings
 from ..engine.errors import InvalidInputError
 from ..engine.executor import WorkflowExecutor
 from ..engine.hooks import Hooks, compose_hooks
@@ -126,6 +126,7 @@ def create_executor() -> WorkflowExecutor:
     options.setdefault("in_place_wait", float(workflow_settings.IN_PLACE_WAIT))
     options.setdefault("max_payload_bytes", workflow_settings.MAX_PAYLOAD_BYTES)
     options.setdefault("max_history_events", workflow_settings.MAX_HISTORY_EVENTS)
+    options.setdefault("retention", retention_seconds(workflow_settings.RETENTION))
     try:
         executor = new(config.get("BACKEND", "celery"), options)
     except InvalidInputError as exc:

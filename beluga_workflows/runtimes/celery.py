@@ -297,6 +297,8 @@ class CeleryExecutor(WorkflowExecutor):
         - Flow control (``flow_sweep``): slots of runs no longer open are freed, runs waiting
           for slots promoted, due debounce and batch groups fired.
         - Schedules (``fire_schedules``): the cron ticks that came due are started.
+        - Retention (``apply_retention``): runs ended longer than ``RETENTION`` ago are deleted,
+          at most ``limit`` per sweep.
         """
         now = now or self.clock.now()
         self.finish_fan_outs(now, limit)
@@ -305,6 +307,7 @@ class CeleryExecutor(WorkflowExecutor):
         sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
         for workflow_id in sent:
             self.schedule(workflow_id)
+        self.apply_retention(now, limit)
         if self.sweep_lookahead <= 0 or len(sent) >= limit:
             return sent
         already_due = set(self.store.due(now, limit))

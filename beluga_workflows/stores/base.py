@@ -33,6 +33,11 @@ Every store reports the same refusals with the same words (``lease_lost``, ``alr
 ``guarded(operation)`` turns the exceptions in ``backend_errors`` into ``backend_error(...)``, a
 ``StoreError`` naming the backend and the operation unless the store says otherwise.
 ``check()`` is what ``manage.py check`` asks the store (see ``beluga_workflows.checks``).
+
+Retention (API.md §11) is optional too (``supports_purge``: every store shipped but ``inngest``,
+which cannot list runs): ``purge_ended`` deletes ended runs by end time in bounded batches, each
+run's condition checked again in the write that deletes it, and ``count_ended`` counts them.
+Other stores refuse both with ``purge_unsupported(...)``.
 """
 
 from __future__ import annotations
@@ -182,6 +187,8 @@ class WorkflowStore(abc.ABC):
     supports_events: bool = False
     # The store enforces flow control (the "flow control" methods; needs ``supports_events``).
     supports_flow_control: bool = False
+    # The store finds ended runs by end time and deletes them (``purge_ended``, ``count_ended``).
+    supports_purge: bool = False
 
     def __init__(self, **options: Any) -> None:
         self.options = options
@@ -465,6 +472,31 @@ class WorkflowStore(abc.ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook: most stores hold nothing to release
         """Release connections held by the store (optional)."""
+
+    # -- retention (optional: ``supports_purge``) ----------------------------------------------
+
+    def purge_unsupported(self, operation: str) -> StoreError:
+        """The error of a retention operation on a store that cannot find runs by end time."""
+        return StoreError(
+            f"the {self.backend_name} workflow store cannot find ended runs by end time "
+            f"({operation}), so it cannot purge them: RETENTION and workflows_purge need a store "
+            f"that lists runs (django, memory, redis, nats, dapr)")
+
+    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """Delete at most ``limit`` ended runs (status not ``running``) whose ``ended_at`` is
+        before ``before``, oldest end first, each with its history, inbox and event waits;
+        returns their workflow ids in that order (``limit <= 0``: none).
+
+        Fences: the condition is checked again in the write that deletes each run, so a run that
+        was resumed, reopened, or replaced by a newer run of its id after the store picked it is
+        kept; an open run and a run without ``ended_at`` are never deleted. One call is one
+        bounded batch: its statements touch at most ``limit`` runs.
+        """
+        raise self.purge_unsupported("purge_ended")
+
+    def count_ended(self, before: datetime) -> int:
+        """How many runs ``purge_ended(before)`` would delete without a limit (nothing changes)."""
+        raise self.purge_unsupported("count_ended")
 
     # -- events (optional: ``supports_events``) -------------------------------------------------
 

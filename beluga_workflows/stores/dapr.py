@@ -212,6 +212,20 @@ class DaprStore(DocumentStore):
         if self._get(workflow_id)[0] is not None:
             self._index(workflow_id, True)  # a create slipped in between: keep it listed
 
+    def _remove_at(self, workflow_id: str, revision: Any) -> bool:
+        self._check_id(workflow_id)
+        response = self._send("delete", "DELETE", self._state_url(workflow_id),
+                              headers={"If-Match": str(revision)},
+                              params={"concurrency": "first-write"})
+        if self._etag_conflict(response):
+            return False
+        if response.status_code not in (200, 204):
+            raise self._failure("delete", response)
+        self._index(workflow_id, False)
+        if self._get(workflow_id)[0] is not None:
+            self._index(workflow_id, True)  # a create slipped in between: keep it listed
+        return True
+
     def _documents(self) -> Iterable[dict]:
         shards = [f"{INDEX_PREFIX}{n}" for n in range(self.index_shards)]
         ids = sorted({i for _, listed in self._bulk(shards) for i in listed})

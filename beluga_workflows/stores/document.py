@@ -11,6 +11,10 @@ provides (``redis``, ``nats``, ``inngest``, ``dapr``):
 - ``_documents()``: every run's document, for ``list``/``count``/``due`` (backends with indexes
   override those instead).
 
+Retention (``purge_ended``) needs one more, ``_remove_at(id, revision)``: delete the document only
+if it is still at ``revision``. Each candidate is read, checked (ended before the cutoff) and
+removed at the revision read, so a run that moved on in between (resumed, replaced) is kept.
+
 Every operation that depends on a run's state is a read-modify-write retried while a concurrent
 writer wins the compare-and-set (``_mutate``), whose change is the operation's transition of
 ``transitions.py`` applied to the fresh decode: the condition (lease held, run open, ``wake_seq`` unchanged,
@@ -60,6 +64,8 @@ class DocumentStore(WorkflowStore):
     backend_name = "document"
     # Compare-and-set rounds lost in a row before an operation gives up with ConflictError.
     conflict_attempts = 100
+    # Ended runs are found by end time from ``_documents()`` (or an index: ``_ended``).
+    supports_purge = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -337,3 +343,53 @@ class DocumentStore(WorkflowStore):
     def due(self, now: datetime, limit: int = 500) -> list[str]:
         """Ids of the due runs, soonest wake-up first, from one pass over every document."""
         return transitions.due(self._states(), now, limit)
+
+    # -- retention -----------------------------------------------------------------------------
+
+    def _remove_at(self, workflow_id: str, revision: Any) -> bool:
+        """Delete the run's document if it is still at ``revision``; ``False`` if it moved on.
+
+        A backend with compare-and-set implements it (retention needs it); the default says so.
+        """
+        raise NotImplementedError(
+            f"the {self.backend_name} workflow store cannot delete a run at a revision")
+
+    def _ended(self, before: datetime, limit: int) -> list[str]:
+        """Ids of ended runs whose ``ended_at`` is before ``before``, oldest end first, at most
+        ``limit`` (``limit <= 0``: all); a backend with an index of end times overrides it."""
+        ended = sorted((s.ended_at, s.workflow_id) for s in self._states()
+                       if not s.is_open and s.ended_at is not None and s.ended_at < before)
+        return [workflow_id for _, workflow_id in (ended[:limit] if limit > 0 else ended)]
+
+    def _remove_if_ended(self, workflow_id: str, before: datetime) -> bool:
+        """Delete the run if, read afresh, it ended before ``before``; at the revision read."""
+        with self._serialised():
+            for _ in range(self.conflict_attempts):
+                doc, revision = self._read(workflow_id)
+                try:
+                    state = self._decode(workflow_id, doc, with_history=False).state
+                except StoreError:
+                    return False  # not a run: not ours to delete
+                if (state is None or state.is_open or state.ended_at is None
+                        or state.ended_at >= before):
+                    return False
+                if self._remove_at(workflow_id, revision):
+                    return True
+        return False  # it keeps changing: the next pass looks again
+
+    @guarded("purge_ended")
+    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """The candidates of ``_ended``, each read again and removed at the revision read (so
+        one that was resumed or replaced meanwhile stays)."""
+        if not self.supports_purge:
+            raise self.purge_unsupported("purge_ended")
+        if limit <= 0:
+            return []
+        return [i for i in self._ended(before, limit) if self._remove_if_ended(i, before)]
+
+    @guarded("count_ended")
+    def count_ended(self, before: datetime) -> int:
+        """How many ids ``_ended`` finds (nothing is read twice or written)."""
+        if not self.supports_purge:
+            raise self.purge_unsupported("count_ended")
+        return len(self._ended(before, 0))

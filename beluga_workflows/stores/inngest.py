@@ -21,6 +21,8 @@ What it cannot do, and what that means:
   answer from this process's cache of the runs it has written or read (as the Go provider does):
   runs started by another process are invisible to them, and to the recovery sweep, until this
   process loads them by id. ``supports_listing`` is ``False``.
+- **No retention.** For the same reason ``purge_ended`` and ``count_ended`` refuse
+  (``supports_purge`` is ``False``): delete ended runs in the service itself.
 """
 
 from __future__ import annotations
@@ -63,6 +65,8 @@ class InngestStore(DocumentStore):
     supports_compare_and_set = False
     # Listing is this process's cache of the runs it wrote or read.
     supports_listing = False
+    # Ended runs written by other processes cannot be found, so retention cannot purge them.
+    supports_purge = False
 
     def __init__(self, base_url: str = "http://localhost:8288", event_key: str = "",
                  timeout: float = 10.0, client: httpx.Client | None = None,

@@ -43,6 +43,7 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
     # Only this process sees the runs.
     supports_listing = True
     supports_events = True
+    supports_purge = True
 
     def __init__(self, **options: Any) -> None:
         super().__init__(**options)
@@ -223,6 +224,28 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
         """Ids of the due runs, soonest wake-up first, scanned under the lock."""
         with self._lock:
             return transitions.due(self._runs.values(), now, limit)
+
+    # -- retention --------------------------------------------------------------------------------
+
+    def _ended_before(self, before: datetime) -> list[WorkflowState]:
+        """The ended runs whose ``ended_at`` is before ``before``, oldest end first (lock held)."""
+        return sorted((s for s in self._runs.values()
+                       if not s.is_open and s.ended_at is not None and s.ended_at < before),
+                      key=lambda s: (s.ended_at, s.workflow_id))
+
+    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """Drop the oldest ended runs (as ``delete``), picked and dropped under one hold of the
+        lock, so nothing can reopen them in between."""
+        with self._lock:
+            gone = [s.workflow_id for s in self._ended_before(before)[:max(limit, 0)]]
+            for workflow_id in gone:
+                self.delete(workflow_id)
+            return gone
+
+    def count_ended(self, before: datetime) -> int:
+        """Count the ended runs before ``before`` under the lock."""
+        with self._lock:
+            return len(self._ended_before(before))
 
     # -- events -----------------------------------------------------------------------------------
 

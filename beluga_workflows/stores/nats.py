@@ -48,6 +48,8 @@ __all__ = ["NatsStore", "decode_key", "encode_key"]
 _PLAIN = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_/")
 _ESCAPE = re.compile(r"=([0-9A-F]{2})")
 _BUCKET = re.compile(r"^[a-zA-Z0-9_-]+$")
+# JetStream's error code for a write whose expected last revision is not the entry's.
+_WRONG_LAST_SEQUENCE = 10071
 
 
 def encode_key(workflow_id: str) -> str:
@@ -293,6 +295,20 @@ class NatsStore(DocumentStore):
     def _remove(self, workflow_id: str) -> None:
         key = encode_key(workflow_id)
         self._call(lambda kv: kv.delete(key))
+
+    def _remove_at(self, workflow_id: str, revision: Any) -> bool:
+        key = encode_key(workflow_id)
+
+        async def delete(kv):
+            try:
+                await kv.delete(key, last=revision)
+            except nats.js.errors.APIError as exc:
+                if exc.err_code == _WRONG_LAST_SEQUENCE:
+                    return False
+                raise
+            return True
+
+        return self._call(delete)
 
     def _documents(self) -> Iterable[dict]:
         # A pull consumer delivering the last message of every key: it sends only what it is asked

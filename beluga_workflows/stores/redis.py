@@ -9,6 +9,7 @@ Keys (``key_prefix`` defaults to ``"beluga_workflows:"``)::
     <prefix>ids                   zset of ids, all scores 0 (lexical order: id-prefix search)
     <prefix>wake                  zset of open runs by wake-up time (what ``due`` reads)
     <prefix>lease                 zset of leased open runs by lease expiry
+    <prefix>ended                 zset of ended runs by end time (what ``purge_ended`` reads)
     <prefix>revision              counter handing out revisions (unique across deletes: no ABA)
 
 Compare-and-set is one Lua script: it writes the document only if the run's ``rev`` is still the one
@@ -41,7 +42,8 @@ __all__ = ["RedisStore"]
 
 # KEYS[1] = the run's hash. ARGV: prefix, id, expected rev ("" = must be missing, "*" = any),
 # doc ("" = delete), status, type, wait kind, created (us), wake-up (us or ""), lease expiry (us or ""),
-# parent workflow id ("" = none: a child run is also in its parent's ``children:<parent>`` zset).
+# parent workflow id ("" = none: a child run is also in its parent's ``children:<parent>`` zset),
+# end time (us, or "" while open: an ended run is in the ``ended`` zset).
 _WRITE = """
 local key, p, id = KEYS[1], ARGV[1], ARGV[2]
 local old = redis.call('HMGET', key, 'rev', 'status', 'type', 'parent')
@@ -61,6 +63,7 @@ if ARGV[4] == '' then
   redis.call('ZREM', p .. 'ids', id)
   redis.call('ZREM', p .. 'wake', id)
   redis.call('ZREM', p .. 'lease', id)
+  redis.call('ZREM', p .. 'ended', id)
   return 1
 end
 local rev = redis.call('INCR', p .. 'revision')
@@ -73,6 +76,7 @@ redis.call('ZADD', p .. 'type:' .. ARGV[6], ARGV[8], id)
 if ARGV[9] == '' then redis.call('ZREM', p .. 'wake', id) else redis.call('ZADD', p .. 'wake', ARGV[9], id) end
 if ARGV[10] == '' then redis.call('ZREM', p .. 'lease', id) else redis.call('ZADD', p .. 'lease', ARGV[10], id) end
 if ARGV[11] ~= '' then redis.call('ZADD', p .. 'children:' .. ARGV[11], ARGV[8], id) end
+if ARGV[12] == '' then redis.call('ZREM', p .. 'ended', id) else redis.call('ZADD', p .. 'ended', ARGV[12], id) end
 return rev
 """
 
@@ -147,11 +151,17 @@ class RedisStore(DocumentStore):
             self.prefix, workflow_id, revision, dumps(doc), state.status.value,
             state.workflow_type, state.wait_kind if open_ else "", _us(state.created_at),
             _us(state.wake_at) if open_ else "", lease, state.parent_id,
+            "" if open_ else _us(state.ended_at),
         ]))
 
     def _remove(self, workflow_id: str) -> None:
         self._script(keys=[self._key(workflow_id)],
-                     args=[self.prefix, workflow_id, "*", "", "", "", "", "", "", "", ""])
+                     args=[self.prefix, workflow_id, "*", "", "", "", "", "", "", "", "", ""])
+
+    def _remove_at(self, workflow_id: str, revision: Any) -> bool:
+        # The write script's delete, at the revision read: it keeps every index consistent.
+        return bool(self._script(keys=[self._key(workflow_id)], args=[
+            self.prefix, workflow_id, revision or "", "", "", "", "", "", "", "", "", ""]))
 
     def _documents(self) -> Iterable[dict]:
         return self._docs(m.decode() for m in self.client.zrange(f"{self.prefix}ids", 0, -1))
@@ -300,6 +310,17 @@ class RedisStore(DocumentStore):
                 if lease is None or lease <= now_us:
                     due.append(member.decode())
         return due[:limit]
+
+    def _ended(self, before: datetime, limit: int) -> list[str]:
+        """Ids from the ``ended`` index with end times before ``before``, oldest first."""
+        page = {"start": 0, "num": limit} if limit > 0 else {}
+        found = self.client.zrangebyscore(f"{self.prefix}ended", "-inf", f"({_us(before)}", **page)
+        return [m.decode() for m in found]
+
+    @guarded("count_ended")
+    def count_ended(self, before: datetime) -> int:
+        """One ``ZCOUNT`` of the ``ended`` index."""
+        return self.client.zcount(f"{self.prefix}ended", "-inf", f"({_us(before)}")
 
     def close(self) -> None:
         """Close the client made from ``url``; a client given in ``OPTIONS`` is left open."""

@@ -110,6 +110,7 @@ def test_the_next_run_keeps_queue_deadline_and_goes_on_at_once(env):
     env.run_until_idle()
     after = env.store.load(handle.id)
     assert after.run_id != before.run_id and after.is_open
+    assert handle.status() is WorkflowStatus.RUNNING  # the handle follows the chain
     assert (after.queue, after.deadline, after.input) == (
         "mail", before.deadline, {"got": ["a"], "want": 2})
     assert [e.type for e in after.history] == [EventType.WORKFLOW_STARTED]

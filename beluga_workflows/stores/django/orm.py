@@ -575,5 +575,45 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
                 .order_by("wake_at").values_list("workflow_id", flat=True))
         return list(rows[:limit])
 
+    # -- retention ---------------------------------------------------------------------------------
+
+    supports_purge = True
+
+    def _ended_before(self, before: datetime):
+        """Ended runs whose ``ended_at`` is before ``before`` (the ``beluga_wf_ended_idx`` index)."""
+        return self._runs.exclude(status=RUNNING).filter(ended_at__lt=before)
+
+    @guarded("purge_ended")
+    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """One transaction: one ``SELECT ... ORDER BY ended_at LIMIT limit FOR UPDATE SKIP
+        LOCKED`` picks and locks the oldest ended runs (a run a worker is writing is left for the
+        next pass); one ``DELETE`` per table then removes those runs' events, inbox rows, event
+        waits and slots by run id (the ORM's cascade, so a table added later goes too), and one
+        the run rows, picked again under the same condition. Every statement names at most
+        ``limit`` runs. On SQLite the transaction holds the write lock from its start.
+        """
+        if limit <= 0:
+            return []
+        connection = connections[self.using]
+        oldest = self._ended_before(before).order_by("ended_at", "run_id")
+        if connection.features.has_select_for_update_skip_locked:
+            oldest = oldest.select_for_update(skip_locked=True)
+        with transaction.atomic(using=self.using):
+            picked = list(oldest.values_list("run_id", "workflow_id")[:limit])
+            run_ids = [run_id for run_id, _ in picked]
+            if not picked:
+                return []
+            _, deleted = self._ended_before(before).filter(pk__in=run_ids).only("pk").delete()
+            if deleted.get(models.WorkflowState._meta.label, 0) < len(picked):
+                # Without row locks a run may have moved on since it was picked: it stayed.
+                kept = set(self._runs.filter(pk__in=run_ids).values_list("pk", flat=True))
+                picked = [(r, w) for r, w in picked if r not in kept]
+        return [workflow_id for _, workflow_id in picked]
+
+    @guarded("count_ended")
+    def count_ended(self, before: datetime) -> int:
+        """One ``COUNT`` over the ``beluga_wf_ended_idx`` index."""
+        return self._ended_before(before).count()
+
     def close(self) -> None:
         """Nothing to do: Django owns the database connections (closed per request/task)."""

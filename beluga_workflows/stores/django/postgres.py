@@ -762,3 +762,20 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
         from .listen import EndListener
 
         return EndListener.for_alias(self.using).watch(workflow_id)
+
+    # -- retention: one statement per batch (postgres_retention.py) ----------------------------
+
+    @guarded("purge_ended")
+    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+        """One statement: pick and lock the oldest ended runs, delete them (the condition checked
+        again on each row deleted) and every row that cascades from them; the ORM's batch when a
+        relation needs its collector."""
+        from .postgres_retention import purge_text
+
+        connection = connections[self.using]
+        text = purge_text(connection.ops.quote_name)
+        if text is None or limit <= 0:
+            return super().purge_ended(before, limit=limit)
+        with connection.cursor() as cursor:
+            cursor.execute(text, {"before": before, "limit": limit})
+            return [workflow_id for workflow_id, in cursor.fetchall()]

@@ -41,11 +41,12 @@ _LOCKED = ("database is locked", "database table is locked", "database schema is
 _WRITES = ("save", "delete", "create", "claim", "append", "suspend", "append_and_suspend",
            "renew", "add_signal", "request_cancel", "add_event", "record_outcome",
            "record_delivery", "create_with_waits", "append_with_waits", "wake_runs", "promote",
-           "release_orphans", "group_event", "fire_group")
+           "release_orphans", "group_event", "fire_group", "purge_ended")
 # Operations that only read: retried when a shared-cache table is locked.
 _READS = ("load", "load_operation", "list", "count", "count_by_status", "history", "refresh", "due", "get_event",
           "list_events", "count_events", "find_events", "unfanned_events", "matching_waits",
-          "get_delivery", "waiting_buckets", "flow_usage", "due_groups", "next_group_due")
+          "get_delivery", "waiting_buckets", "flow_usage", "due_groups", "next_group_due",
+          "count_ended")
 
 
 def is_locked(exc: BaseException | None) -> bool:
