@@ -7,7 +7,8 @@ changelist, change and add views are replaced by the pages of this package:
 
 - ``base``: ``WorkflowAdminBase``, what every page uses (store, executor, permission checks,
   page context, URLs, the admin log, the sender of signals);
-- ``workflows``: the run pages (list, start, run, signal, cancel);
+- ``workflows``: the run pages (list, start, run, signal, cancel); ``lifecycle``: resume an
+  ended run, or fork it from one of its steps;
 - ``human_tasks``: the pending human tasks and the answer form;
 - ``events``: the accepted events and what each did; ``flow``: the flow control each workflow
   type declares and the concurrency slots in use;
@@ -16,7 +17,7 @@ changelist, change and add views are replaced by the pages of this package:
   table: list, add, edit, delete, pause, resume, trigger now).
 
 Permissions: viewing needs the model's view permission; acting needs
-``beluga_workflows.start_workflow``, ``signal_workflow`` (signals and human-task answers) or
+``beluga_workflows.start_workflow`` (also to resume or fork), ``signal_workflow`` (signals and human-task answers) or
 ``cancel_workflow``. Buttons show only to those who may use them and form URLs answer 403 to
 everyone else.
 """

@@ -1,4 +1,5 @@
-"""Django forms of the admin pages: start a workflow, send a signal, query, answer a human task.
+"""Django forms of the admin pages: start a workflow, send a signal, query, answer a human task,
+fork a run.
 
 Forms only parse and check what a person typed (JSON syntax, through the engine's own
 ``to_json_value`` for what JSON cannot say: size, types). Whether the operation is allowed (the id
@@ -21,7 +22,8 @@ from ..engine.serialization import to_json_value
 from ..human import HUMAN_DECISIONS
 from ..runtimes import get_executor
 
-__all__ = ["HumanAnswerForm", "JSONInputField", "QueryForm", "SignalForm", "StartWorkflowForm"]
+__all__ = ["ForkForm", "HumanAnswerForm", "JSONInputField", "QueryForm", "SignalForm",
+           "StartWorkflowForm"]
 
 _JSON_ATTRS = {"rows": 8, "cols": 80, "class": "vLargeTextField beluga-json", "spellcheck": "false"}
 
@@ -103,6 +105,36 @@ class StartWorkflowForm(forms.Form):
             ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
         """
         value = self.cleaned_data.get("id") or None
+        if value is not None:
+            try:
+                validate_workflow_id(value)
+            except InvalidInputError as exc:
+                raise ValidationError(str(exc), code="invalid_id") from None
+        return value
+
+
+class ForkForm(forms.Form):
+    """Fork an ended run: the event to start from (empty: from the start) and a new id."""
+
+    from_event = forms.IntegerField(
+        label="Fork from", required=False, min_value=2,
+        help_text="The first event of the step the new run goes live at; the events before it "
+                  "are replayed, so their steps are not run again.",
+    )
+    new_id = forms.CharField(
+        label="New workflow id", required=False, max_length=MAX_ID_LENGTH,
+        help_text="Optional; “<id>-fork-<8 hex digits>” when empty. The run's own id replaces "
+                  "the ended run.",
+        widget=forms.TextInput(attrs={"class": "vTextField"}),
+    )
+
+    def clean_new_id(self) -> str | None:
+        """The id, or ``None`` when empty (one is generated).
+
+        Raises:
+            ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
+        """
+        value = self.cleaned_data.get("new_id") or None
         if value is not None:
             try:
                 validate_workflow_id(value)

@@ -160,7 +160,8 @@ def timeline_svg(state: WorkflowState, child_url: Callable[[str], str] | None = 
     spans = spans_of(state, child_url, now)
     if not spans:
         return mark_safe("")
-    begin = state.created_at
+    # A resumed or forked run replays events recorded before it began: start the axis there.
+    begin = min([state.created_at] + [s.start for s in spans])
     end = max([state.ended_at or now or utcnow()] + [s.end for s in spans])
     total = max((end - begin).total_seconds(), 0.001)
     ops = sorted({s.op for s in spans})

@@ -33,6 +33,7 @@ from ..engine.types import Signal, WorkflowFilter, WorkflowOptions, WorkflowStat
 from ..human import count_pending_human_tasks, human_task_of
 from .base import WorkflowAdminBase
 from .forms import QueryForm, SignalForm, StartWorkflowForm
+from .lifecycle import RESUMABLE, STEP_EVENTS, fork_points
 
 if TYPE_CHECKING:
     from ..stores.base import WorkflowStore
@@ -237,7 +238,9 @@ class WorkflowPages(WorkflowAdminBase):
     def change_view(self, request: HttpRequest, object_id: str, form_url: str = "",
                     extra_context: dict | None = None) -> HttpResponse:
         """The run page: its fields, a page of its history (``?after=``), its pending human task
-        and the answer to a query asked with ``?query=``. A missing run redirects to the list.
+        and the answer to a query asked with ``?query=``; on an ended run, the Resume and Fork
+        buttons and a "fork" link on each event a fork can start at, for those who may start
+        runs. A missing run redirects to the list.
 
         Raises:
             PermissionDenied: the user may not view runs (403).
@@ -262,6 +265,11 @@ class WorkflowPages(WorkflowAdminBase):
             except WorkflowError as exc:
                 query_form.add_error("query", str(exc))
         error = state.error or {}
+        fork_from: set[int] = set()
+        if not state.is_open and self.has_add_permission(request):
+            # The chart reads the whole history anyway: read it once, for the "fork" links too.
+            state = replace(state, history=self.store.history(workflow_id, limit=STEP_EVENTS))
+            fork_from = {p.first for p in fork_points(state.history) if not p.inside}
         return self.render(
             request, "change_form.html", f"Workflow {workflow_id}", state=state,
             wait=describe_wait(state), elapsed=elapsed(state),
@@ -271,6 +279,8 @@ class WorkflowPages(WorkflowAdminBase):
             traceback=error.get("traceback", ""), task=human_task_of(self.store, state),
             signal_url=self.url("signal", workflow_id), cancel_url=self.url("cancel", workflow_id),
             answer_url=self.url("answer", workflow_id), page_url=self.url("change", workflow_id),
+            resume_url=self.url("resume", workflow_id), fork_url=self.url("fork", workflow_id),
+            can_resume=state.status in RESUMABLE, fork_from=fork_from,
             trigger=self.trigger_of(state),
         )
 

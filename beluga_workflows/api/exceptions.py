@@ -7,7 +7,9 @@ engine error                    status
 ``WorkflowNotRunningError``     409    (checked before its base ``InvalidInputError``)
 ``WorkflowAlreadyExistsError``  409
 ``ConflictError``               409    (a concurrent writer won; retrying may succeed)
-``InvalidInputError``           400    (but 404 with code ``no_human_task``: nothing to answer)
+``InvalidInputError``           400    (but 404 with code ``no_human_task``: nothing to answer,
+                                       and 409 with code ``conflict``: the run's state forbids
+                                       it, e.g. resuming an open or completed run)
 ``RateLimitExceededError``      429    (with ``Retry-After``: the seconds until a start conforms)
 ``StoreError``                  503
 ==============================  ======
@@ -74,8 +76,8 @@ class NotFound(WorkflowAPIException):
 
 
 class Conflict(WorkflowAPIException):
-    """409 ``conflict``: the run's state forbids it (open for a start, ended for a signal or
-    cancel), or a concurrent writer won.
+    """409 ``conflict``: the run's state forbids it (open for a start, a resume or a fork,
+    completed for a resume, ended for a signal or cancel), or a concurrent writer won.
     """
     status_code = status.HTTP_409_CONFLICT
     default_detail = "The workflow is not in a state that allows this."
@@ -123,6 +125,7 @@ _MAPPING: tuple[tuple[type[WorkflowError], type[WorkflowAPIException]], ...] = (
 # Codes that name a missing resource more precisely than their class does.
 _BY_CODE: dict[str, type[WorkflowAPIException]] = {
     NO_HUMAN_TASK: NotFound,  # answering a run that waits for no human task: no such task
+    "conflict": Conflict,  # an InvalidInputError the run's state causes (resume, fork)
 }
 
 

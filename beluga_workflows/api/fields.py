@@ -31,6 +31,7 @@ __all__ = [
     "DecisionField",
     "ErrorInfoField",
     "FilterTextField",
+    "JSONIntegerField",
     "PlainTextField",
     "QueryIntegerField",
     "SecondsField",
@@ -87,6 +88,20 @@ class SecondsField(serializers.FloatField):
             ValidationError: a string, a boolean or another non-number, or a value out of bounds.
         """
         if isinstance(data, bool) or not isinstance(data, (int, float)):
+            self.fail("invalid")
+        return super().to_internal_value(data)
+
+
+class JSONIntegerField(serializers.IntegerField):
+    """A JSON integer: not a string of digits, a boolean or a float (``2.0`` is refused)."""
+
+    def to_internal_value(self, data: Any) -> int:
+        """The integer, checked against the field's bounds.
+
+        Raises:
+            ValidationError: not a JSON integer, or out of bounds.
+        """
+        if isinstance(data, bool) or not isinstance(data, int):
             self.fail("invalid")
         return super().to_internal_value(data)
 

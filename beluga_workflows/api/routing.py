@@ -6,8 +6,8 @@ patterns capture the id greedily with the ``path`` converter; this module then s
 reading the request means:
 
 1. Only readings whose operation accepts the request's method count: ``POST .../signal/``,
-   ``POST .../cancel/`` and ``POST .../human-task/`` are always a signal, a cancel or an answer;
-   ``GET a/signal/`` is the workflow ``a/signal``.
+   ``POST .../cancel/``, ``POST .../resume/``, ``POST .../fork/`` and ``POST .../human-task/``
+   are always that operation; ``GET a/signal/`` is the workflow ``a/signal``.
 2. Of several readings for the method, the first (query, history, human task, then detail) whose
    workflow exists wins; when none exists, the first one answers (with its 404).
 
@@ -39,6 +39,8 @@ _PATTERNS: tuple[tuple[str, re.Pattern[str], frozenset[str]], ...] = (
     ("human_task", re.compile(r"(?P<workflow_id>.+)/human-task/", re.S), _GET_POST),
     ("signal", re.compile(r"(?P<workflow_id>.+)/signal/", re.S), _POST),
     ("cancel", re.compile(r"(?P<workflow_id>.+)/cancel/", re.S), _POST),
+    ("resume", re.compile(r"(?P<workflow_id>.+)/resume/", re.S), _POST),
+    ("fork", re.compile(r"(?P<workflow_id>.+)/fork/", re.S), _POST),
     ("detail", re.compile(r"(?P<workflow_id>.+)/", re.S), _GET),
 )
 
@@ -47,6 +49,8 @@ SUFFIXES = {
     "human_task": "human-task/",
     "signal": "signal/",
     "cancel": "cancel/",
+    "resume": "resume/",
+    "fork": "fork/",
     "detail": "",
 }
 

@@ -13,7 +13,8 @@ from django.core.validators import RegexValidator
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
-from ..engine.executor import MAX_ID_LENGTH
+from ..engine.errors import InvalidInputError
+from ..engine.executor import MAX_ID_LENGTH, validate_workflow_id
 from ..engine.types import EventType, WorkflowState, WorkflowStatus
 from .fields import (
     MAX_TIMEOUT_SECONDS,
@@ -22,6 +23,7 @@ from .fields import (
     DecisionField,
     ErrorInfoField,
     FilterTextField,
+    JSONIntegerField,
     PlainTextField,
     QueryIntegerField,
     SecondsField,
@@ -32,6 +34,7 @@ from .fields import (
 
 __all__ = [
     "ErrorSerializer",
+    "ForkWorkflowSerializer",
     "HistoryEventSerializer",
     "HistoryPageSerializer",
     "HistoryQuerySerializer",
@@ -93,6 +96,33 @@ class SignalRequestSerializer(serializers.Serializer):
         help_text="The signal's name (what the workflow's `ctx.receive_signal` waits for).",
     )
     payload = AnyJSONField(required=False, default=None, help_text="The signal's JSON payload.")
+
+
+class ForkWorkflowSerializer(serializers.Serializer):
+    """The body of ``POST /workflows/{id}/fork/`` (may be empty)."""
+
+    from_event = JSONIntegerField(
+        required=False, allow_null=True, min_value=2, max_value=MAX_POSITION,
+        help_text="The id of the event the new run goes live at: the first event of a step (its "
+                  "`op` changes there), from 2 to the last event's id. The events before it are "
+                  "replayed, so the steps they record are not run again. Omitted: from the "
+                  "start, replaying nothing.",
+    )
+    id = WorkflowIdField(
+        required=False, allow_null=True, max_length=MAX_ID_LENGTH,
+        help_text="The new run's workflow id (the rules of a start's `id`). Omitted: "
+                  "`<id>-fork-<8 hex digits>`. The forked run's own id replaces that run; an id "
+                  "whose run is open is refused (409).",
+    )
+
+    def validate_id(self, value: str | None) -> str | None:
+        """The id as the executor takes it (``validate_workflow_id``), or ``None``."""
+        if value is None:
+            return None
+        try:
+            return validate_workflow_id(value)
+        except InvalidInputError as exc:
+            raise serializers.ValidationError(str(exc)) from None
 
 
 class ListQuerySerializer(serializers.Serializer):

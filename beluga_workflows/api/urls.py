@@ -3,7 +3,8 @@
 Workflow ids are captured with a ``path`` converter, so ids containing ``/`` work: each route
 ends in a fixed suffix after a greedy id, and ``routing`` settles the URLs two routes could match
 (``workflows/a/history/``: the history of ``a``, or the workflow ``a/history``). Pending human
-tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; events are
+tasks are listed at ``human-tasks/`` and answered at ``workflows/{id}/human-task/``; an ended
+run is continued at ``workflows/{id}/resume/`` and copied from a step at ``.../fork/``; events are
 sent and listed at ``events/``, and ``events/{id}/`` tells what one did; ``flow-control/`` lists
 each workflow type's flow control and the slots in use (``flow-control/{type}/`` one type);
 schedules are at ``schedules/`` (ids hold no ``/``), each with ``pause/``, ``resume/`` and
@@ -16,7 +17,7 @@ from django.urls import path, register_converter
 from django.urls.converters import PathConverter
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from . import events, flow, schedules, views
+from . import events, flow, lifecycle, schedules, views
 
 
 class WorkflowIdConverter(PathConverter):
@@ -40,6 +41,8 @@ urlpatterns = [
     path(f"{ID}/history/", views.WorkflowHistoryView.as_view(), name="workflow-history"),
     path(f"{ID}/signal/", views.WorkflowSignalView.as_view(), name="workflow-signal"),
     path(f"{ID}/cancel/", views.WorkflowCancelView.as_view(), name="workflow-cancel"),
+    path(f"{ID}/resume/", lifecycle.WorkflowResumeView.as_view(), name="workflow-resume"),
+    path(f"{ID}/fork/", lifecycle.WorkflowForkView.as_view(), name="workflow-fork"),
     path(f"{ID}/human-task/", views.WorkflowHumanTaskView.as_view(), name="workflow-human-task"),
     path(f"{ID}/", views.WorkflowDetailView.as_view(), name="workflow-detail"),
     path("human-tasks/", views.HumanTaskListView.as_view(), name="human-task-list"),

@@ -6,6 +6,7 @@ its arguments and its result or ``WorkflowError`` into HTTP (see ``exceptions``)
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from django.urls import reverse
@@ -91,7 +92,8 @@ _DESCRIPTIONS = {
     401: "No valid credentials were given.",
     403: "These credentials do not allow this.",
     404: "No workflow with that id.",
-    409: "Conflict: the id's run is still open (start) or has ended (signal, cancel).",
+    409: "Conflict: the id's run is still open (start, resume, fork) or has ended (signal, "
+         "cancel).",
     429: "The workflow's rate limit refuses this start (code `rate_limited`); nothing was "
          "started. `Retry-After` gives the seconds until a start of the same key conforms.",
     503: "The workflow store is unavailable; retry later.",
@@ -160,7 +162,8 @@ class WorkflowAPIView(APIView):
         if "workflow_id" in kwargs:
             reading = choose_reading(self.operation, kwargs, request.method)
             if reading.operation != self.operation:
-                return VIEWS[reading.operation].as_view()(request, **reading.kwargs)
+                return views_by_operation()[reading.operation].as_view()(request,
+                                                                         **reading.kwargs)
             kwargs = reading.kwargs
         return super().dispatch(request, *args, **kwargs)
 
@@ -533,8 +536,12 @@ class WorkflowHumanTaskView(WorkflowAPIView):
         return Response(HumanAnswerAcceptedSerializer(body).data, status=status.HTTP_202_ACCEPTED)
 
 
-VIEWS: dict[str, type[WorkflowAPIView]] = {
-    view.operation: view
-    for view in (WorkflowListView, WorkflowDetailView, WorkflowHistoryView, WorkflowSignalView,
-                 WorkflowCancelView, WorkflowQueryView, WorkflowHumanTaskView)
-}
+@functools.cache
+def views_by_operation() -> dict[str, type[WorkflowAPIView]]:
+    """The view of each operation a URL below ``workflows/{id}/`` names (see ``routing``)."""
+    from .lifecycle import WorkflowForkView, WorkflowResumeView  # they stand on this module
+
+    return {view.operation: view for view in (
+        WorkflowListView, WorkflowDetailView, WorkflowHistoryView, WorkflowSignalView,
+        WorkflowCancelView, WorkflowResumeView, WorkflowForkView, WorkflowQueryView,
+        WorkflowHumanTaskView)}

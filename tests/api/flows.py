@@ -1,6 +1,6 @@
 """Workflows the API tests run (names unique to this package)."""
 
-from beluga_workflows import WorkflowContext, workflow
+from beluga_workflows import RetryPolicy, WorkflowContext, activity, workflow
 from beluga_workflows.activities import HUMAN_DECISIONS, HumanActivity
 
 
@@ -52,3 +52,24 @@ def review(ctx: WorkflowContext, options=None):
 def family(ctx: WorkflowContext, children: int = 2):
     """Runs ``children`` child runs of ``tests.api.echo`` and returns their results."""
     return ctx.gather(*[ctx.start_child(echo, n) for n in range(children)])
+
+
+# While set, step 2 of ``tests.api.three_steps`` fails (a test clears it to "deploy the fix").
+STEP_TWO_FAILS = {"on": False}
+STEP_CALLS: dict[tuple[str, int], int] = {}
+
+
+@activity(name="tests.api.step", retry=RetryPolicy(max_attempts=1))
+def step(spec: dict) -> str:
+    """Counts its calls per ``(key, n)``; step 2 fails while ``STEP_TWO_FAILS["on"]``."""
+    key = (spec["key"], spec["n"])
+    STEP_CALLS[key] = STEP_CALLS.get(key, 0) + 1
+    if spec["n"] == 2 and STEP_TWO_FAILS["on"]:
+        raise RuntimeError("step 2 is broken")
+    return f"step{spec['n']}"
+
+
+@workflow(name="tests.api.three_steps")
+def three_steps(ctx: WorkflowContext, key: str = "") -> list:
+    """Three activities in a row (``step`` 1, 2, 3): a history of one operation per step."""
+    return [ctx.execute_activity(step, {"key": key, "n": n}) for n in (1, 2, 3)]

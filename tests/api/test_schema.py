@@ -14,6 +14,8 @@ EXPECTED = {
     ("/api/workflows/{workflow_id}/history/", "get"): {"200", "400", "401", "403", "404"},
     ("/api/workflows/{workflow_id}/signal/", "post"): {"202", "400", "401", "403", "404", "409"},
     ("/api/workflows/{workflow_id}/cancel/", "post"): {"202", "401", "403", "404", "409"},
+    ("/api/workflows/{workflow_id}/resume/", "post"): {"202", "401", "403", "404", "409"},
+    ("/api/workflows/{workflow_id}/fork/", "post"): {"201", "400", "401", "403", "404", "409"},
     ("/api/workflows/{workflow_id}/query/{query_type}/", "get"): {"200", "400", "401", "403", "404"},
     ("/api/workflows/{workflow_id}/human-task/", "get"): {"200", "401", "403", "404"},
     ("/api/workflows/{workflow_id}/human-task/", "post"): {"202", "400", "401", "403", "404",
@@ -117,6 +119,21 @@ def test_human_task_bodies_are_described(spec):
     text, empty = answer["properties"]["feedback"]["oneOf"]
     assert re.fullmatch(text["pattern"], "") is None and empty["maxLength"] == 0
     assert "202" in one["post"]["responses"]
+
+
+def test_resume_and_fork_are_described(spec):
+    paths = spec["paths"]
+    resume = paths["/api/workflows/{workflow_id}/resume/"]["post"]
+    assert "requestBody" not in resume
+    assert resume["responses"]["202"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Workflow")
+    fork = paths["/api/workflows/{workflow_id}/fork/"]["post"]
+    body = _schema(spec, fork["requestBody"]["content"]["application/json"]["schema"]["$ref"])
+    assert set(body["properties"]) == {"from_event", "id"} and "required" not in body
+    assert body["properties"]["from_event"]["type"] == "integer"
+    assert body["properties"]["from_event"]["minimum"] == 2
+    assert fork["responses"]["201"]["content"]["application/json"]["schema"]["$ref"].endswith(
+        "/Workflow")
 
 
 def test_the_schema_names_both_authentications(spec):

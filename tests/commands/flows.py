@@ -1,6 +1,6 @@
 """Workflows the command tests run (names unique to this package)."""
 
-from beluga_workflows import WorkflowContext, workflow
+from beluga_workflows import RetryPolicy, WorkflowContext, activity, workflow
 
 
 @workflow(name="tests.commands.approval")
@@ -25,3 +25,24 @@ def fail(ctx: WorkflowContext, data=None):
 def family(ctx: WorkflowContext, children: int = 2):
     """Runs ``children`` child runs of ``tests.commands.echo``."""
     return ctx.gather(*[ctx.start_child(echo, n) for n in range(children)])
+
+
+# While set, step 2 of ``tests.commands.three_steps`` fails (a test clears it to "fix" it).
+STEP_TWO_FAILS = {"on": False}
+STEP_CALLS: dict[tuple[str, int], int] = {}
+
+
+@activity(name="tests.commands.step", retry=RetryPolicy(max_attempts=1))
+def step(spec: dict) -> str:
+    """Counts its calls per ``(key, n)``; step 2 fails while ``STEP_TWO_FAILS["on"]``."""
+    key = (spec["key"], spec["n"])
+    STEP_CALLS[key] = STEP_CALLS.get(key, 0) + 1
+    if spec["n"] == 2 and STEP_TWO_FAILS["on"]:
+        raise RuntimeError("step 2 is broken")
+    return f"step{spec['n']}"
+
+
+@workflow(name="tests.commands.three_steps")
+def three_steps(ctx: WorkflowContext, key: str = "") -> list:
+    """Three activities in a row: one operation per step."""
+    return [ctx.execute_activity(step, {"key": key, "n": n}) for n in (1, 2, 3)]

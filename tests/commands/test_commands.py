@@ -180,7 +180,8 @@ def test_bad_input_is_a_one_line_command_error(open_run, ended_run, args, messag
 
 
 @pytest.mark.parametrize("command", ["workflows_start", "workflows_signal", "workflows_cancel",
-                                     "workflows_query", "workflows_list", "workflows_show"])
+                                     "workflows_query", "workflows_list", "workflows_show",
+                                     "workflows_resume", "workflows_fork"])
 def test_every_command_explains_itself(command):
     from django.core.management import load_command_class
 

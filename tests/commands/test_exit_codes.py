@@ -25,6 +25,9 @@ def manage(*args: str) -> subprocess.CompletedProcess:
         (("workflows_show", "no-such-id"), "CommandError: no workflow with id 'no-such-id'"),
         (("workflows_start", "no.such.type"), "CommandError: unknown workflow type 'no.such.type'"),
         (("workflows_start", "demo.hello", "--input", "{oops"), "CommandError: --input is not valid JSON"),
+        (("workflows_resume", "no-such-id"), "CommandError: no workflow with id 'no-such-id'"),
+        (("workflows_fork", "no-such-id", "--from-event", "x"),
+         "CommandError: --from-event must be a whole number"),
     ],
 )
 def test_bad_input_exits_non_zero_with_one_line(args, message):
