@@ -104,13 +104,7 @@ class StartWorkflowForm(forms.Form):
         Raises:
             ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
         """
-        value = self.cleaned_data.get("id") or None
-        if value is not None:
-            try:
-                validate_workflow_id(value)
-            except InvalidInputError as exc:
-                raise ValidationError(str(exc), code="invalid_id") from None
-        return value
+        return optional_id(self.cleaned_data.get("id"))
 
 
 class ForkForm(forms.Form):
@@ -134,13 +128,7 @@ class ForkForm(forms.Form):
         Raises:
             ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
         """
-        value = self.cleaned_data.get("new_id") or None
-        if value is not None:
-            try:
-                validate_workflow_id(value)
-            except InvalidInputError as exc:
-                raise ValidationError(str(exc), code="invalid_id") from None
-        return value
+        return optional_id(self.cleaned_data.get("new_id"))
 
 
 class SignalForm(forms.Form):
@@ -223,3 +211,17 @@ class HumanAnswerForm(forms.Form):
                                                     or "").strip():
             self.add_error("modified", "Give the modified data (JSON) when choosing modify.")
         return data
+
+
+def optional_id(value: str | None) -> str | None:
+    """A workflow id typed in a form, or ``None`` when empty.
+
+    Raises:
+        ValidationError: (``invalid_id``) ``validate_workflow_id`` refuses it.
+    """
+    if not value:
+        return None
+    try:
+        return validate_workflow_id(value)
+    except InvalidInputError as exc:
+        raise ValidationError(str(exc), code="invalid_id") from None
