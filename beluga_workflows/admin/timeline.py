@@ -59,6 +59,8 @@ class Span:
 
 def _seconds(delta: timedelta) -> str:
     seconds = delta.total_seconds()
+    if seconds < 0.01:  # a run of a few milliseconds: its axis marks must still differ
+        return f"{seconds * 1000:.1f} ms"
     if seconds < 1:
         return f"{seconds * 1000:.0f} ms"
     if seconds < 120:
