@@ -34,7 +34,13 @@ from .hooks import Hooks, compose_hooks
 from .lifecycle import forked_history, resumed_history
 from .parallel import child_inbox, run_started_activity
 from .registry import WorkflowDefinition, get_workflow, workflow_name
-from .retention import DEFAULT_BATCH, positive_duration, purge_cutoff, purge_in_batches
+from .retention import (
+    DEFAULT_BATCH,
+    positive_duration,
+    purge_cutoff,
+    purge_filters,
+    purge_in_batches,
+)
 from .retry import RetryPolicy
 from .runner import ActivationResult, RunnerConfig, query_workflow, run_workflow
 from .serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
@@ -639,30 +645,37 @@ class WorkflowExecutor:
 
     def purge(self, older_than: timedelta | float | str | None = None, *,
               now: datetime | None = None, limit: int | None = None,
-              batch: int | None = None) -> list[str]:
+              batch: int | None = None, status: WorkflowStatus | str | None = None,
+              workflow_type: str | None = None) -> list[str]:
         """Delete ended runs that ended more than ``older_than`` (default: ``retention``) before
         ``now``, oldest first, with their histories, in store calls of ``batch`` runs (default
         ``purge_batch``), at most ``limit`` in all (``None``: until none is left); returns the
         deleted ids. Open runs, and runs that ended since the cutoff, are never deleted.
+        ``status`` (an ended status) and ``workflow_type`` keep it to runs of those.
 
         Raises:
-            InvalidInputError: a bad duration, no duration at all, or a ``batch`` below 1.
+            InvalidInputError: a bad duration, no duration at all, a ``batch`` below 1, or a
+                ``status`` that is not an ended status (nothing is read or deleted).
             StoreError: the store cannot purge (``supports_purge`` is ``False``).
         """
         before = purge_cutoff(now or self.clock.now(), older_than, self.retention)
         return purge_in_batches(self.store, before, limit=limit,
-                                batch=self.purge_batch if batch is None else batch)
+                                batch=self.purge_batch if batch is None else batch,
+                                status=status, workflow_type=workflow_type)
 
     def count_purgeable(self, older_than: timedelta | float | str | None = None, *,
-                        now: datetime | None = None) -> int:
-        """How many runs ``purge(older_than, now=now)`` would delete; nothing changes.
+                        now: datetime | None = None, status: WorkflowStatus | str | None = None,
+                        workflow_type: str | None = None) -> int:
+        """How many runs ``purge(older_than, now=now, status=..., workflow_type=...)`` would
+        delete; nothing changes.
 
         Raises:
-            InvalidInputError: a bad duration, or no duration at all.
+            InvalidInputError: a bad duration, no duration at all, or a bad ``status``.
             StoreError: the store cannot purge.
         """
+        filters = purge_filters(status, workflow_type)
         return self.store.count_ended(
-            purge_cutoff(now or self.clock.now(), older_than, self.retention))
+            purge_cutoff(now or self.clock.now(), older_than, self.retention), **filters)
 
     def apply_retention(self, now: datetime | None = None, limit: int = 1000) -> list[str]:
         """The sweep's retention pass: ``purge`` at most ``limit`` runs ended longer than

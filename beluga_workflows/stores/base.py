@@ -36,7 +36,8 @@ Every store reports the same refusals with the same words (``lease_lost``, ``alr
 
 Retention (API.md §11) is optional too (``supports_purge``: every store shipped but ``inngest``,
 which cannot list runs): ``purge_ended`` deletes ended runs by end time in bounded batches, each
-run's condition checked again in the write that deletes it, and ``count_ended`` counts them.
+run's condition checked again in the write that deletes it, and ``count_ended`` counts them;
+both may be narrowed to one ended status and one workflow type (``purge_filter`` checks those).
 Other stores refuse both with ``purge_unsupported(...)``.
 """
 
@@ -63,6 +64,7 @@ from ..engine.errors import (
 )
 from ..engine.events import Event, EventRecord, EventWait
 from ..engine.flow import Admission, Bucket
+from ..engine.retention import purge_filter
 from ..engine.types import (
     HistoryEvent,
     RunEnd,
@@ -81,6 +83,7 @@ __all__ = [
     "guarded",
     "lease_lost",
     "no_open_run",
+    "purge_filter",
 ]
 
 _F = TypeVar("_F", bound=Callable[..., Any])
@@ -482,10 +485,18 @@ class WorkflowStore(abc.ABC):
             f"({operation}), so it cannot purge them: RETENTION and workflows_purge need a store "
             f"that lists runs (django, memory, redis, nats, dapr)")
 
-    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+    def purge_ended(self, before: datetime, *, limit: int = 500,
+                    status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> list[str]:
         """Delete at most ``limit`` ended runs (status not ``running``) whose ``ended_at`` is
         before ``before``, oldest end first, each with its history, inbox and event waits;
         returns their workflow ids in that order (``limit <= 0``: none).
+
+        Filters (both optional, ``None``: any): ``status``, one ended status (``completed``,
+        ``failed``, ``canceled`` or ``timed_out``), and ``workflow_type``: only runs of that
+        status and type are picked, and checked again in the write that deletes them. A status
+        that is ``running`` or unknown raises ``InvalidInputError`` (``purge_filter``) before
+        anything is read.
 
         Fences: the condition is checked again in the write that deletes each run, so a run that
         was resumed, reopened, or replaced by a newer run of its id after the store picked it is
@@ -494,8 +505,10 @@ class WorkflowStore(abc.ABC):
         """
         raise self.purge_unsupported("purge_ended")
 
-    def count_ended(self, before: datetime) -> int:
-        """How many runs ``purge_ended(before)`` would delete without a limit (nothing changes)."""
+    def count_ended(self, before: datetime, *, status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> int:
+        """How many runs ``purge_ended(before, status=..., workflow_type=...)`` would delete
+        without a limit (nothing changes); the filters as there."""
         raise self.purge_unsupported("count_ended")
 
     # -- events (optional: ``supports_events``) -------------------------------------------------

@@ -40,6 +40,7 @@ from datetime import datetime
 from typing import Any
 
 from ..engine.errors import ConflictError, StoreError
+from ..engine.retention import purge_filters
 from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from . import transitions
 from .base import RunEnd, WorkflowStore, check_history, guarded
@@ -354,15 +355,20 @@ class DocumentStore(WorkflowStore):
         raise NotImplementedError(
             f"the {self.backend_name} workflow store cannot delete a run at a revision")
 
-    def _ended(self, before: datetime, limit: int) -> list[str]:
-        """Ids of ended runs whose ``ended_at`` is before ``before``, oldest end first, at most
-        ``limit`` (``limit <= 0``: all); a backend with an index of end times overrides it."""
+    def _ended(self, before: datetime, limit: int, status: WorkflowStatus | None = None,
+               workflow_type: str | None = None) -> list[str]:
+        """Ids of ended runs whose ``ended_at`` is before ``before`` (of ``status`` and
+        ``workflow_type`` when given), oldest end first, at most ``limit`` (``limit <= 0``: all);
+        a backend with an index of end times overrides it."""
         ended = sorted((s.ended_at, s.workflow_id) for s in self._states()
-                       if not s.is_open and s.ended_at is not None and s.ended_at < before)
+                       if _ended_before(s, before, status, workflow_type))
         return [workflow_id for _, workflow_id in (ended[:limit] if limit > 0 else ended)]
 
-    def _remove_if_ended(self, workflow_id: str, before: datetime) -> bool:
-        """Delete the run if, read afresh, it ended before ``before``; at the revision read."""
+    def _remove_if_ended(self, workflow_id: str, before: datetime,
+                         status: WorkflowStatus | None = None,
+                         workflow_type: str | None = None) -> bool:
+        """Delete the run if, read afresh, it ended before ``before`` (with ``status`` and
+        ``workflow_type`` when given); at the revision read."""
         with self._serialised():
             for _ in range(self.conflict_attempts):
                 doc, revision = self._read(workflow_id)
@@ -370,26 +376,39 @@ class DocumentStore(WorkflowStore):
                     state = self._decode(workflow_id, doc, with_history=False).state
                 except StoreError:
                     return False  # not a run: not ours to delete
-                if (state is None or state.is_open or state.ended_at is None
-                        or state.ended_at >= before):
+                if not _ended_before(state, before, status, workflow_type):
                     return False
                 if self._remove_at(workflow_id, revision):
                     return True
         return False  # it keeps changing: the next pass looks again
 
     @guarded("purge_ended")
-    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+    def purge_ended(self, before: datetime, *, limit: int = 500,
+                    status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> list[str]:
         """The candidates of ``_ended``, each read again and removed at the revision read (so
-        one that was resumed or replaced meanwhile stays)."""
+        one that was resumed or replaced meanwhile, or no longer matches the filters, stays)."""
         if not self.supports_purge:
             raise self.purge_unsupported("purge_ended")
+        filters = purge_filters(status, workflow_type)  # only those given: ``_ended`` as before
         if limit <= 0:
             return []
-        return [i for i in self._ended(before, limit) if self._remove_if_ended(i, before)]
+        return [i for i in self._ended(before, limit, **filters)
+                if self._remove_if_ended(i, before, **filters)]
 
     @guarded("count_ended")
-    def count_ended(self, before: datetime) -> int:
+    def count_ended(self, before: datetime, *, status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> int:
         """How many ids ``_ended`` finds (nothing is read twice or written)."""
         if not self.supports_purge:
             raise self.purge_unsupported("count_ended")
-        return len(self._ended(before, 0))
+        return len(self._ended(before, 0, **purge_filters(status, workflow_type)))
+
+
+def _ended_before(state: WorkflowState | None, before: datetime, status: WorkflowStatus | None,
+                  workflow_type: str | None) -> bool:
+    """Whether ``state`` is an ended run with an end time before ``before``, of ``status`` and
+    ``workflow_type`` when given (what retention deletes)."""
+    return (state is not None and not state.is_open and state.ended_at is not None
+            and state.ended_at < before and (status is None or state.status == status)
+            and (workflow_type is None or state.workflow_type == workflow_type))

@@ -27,7 +27,7 @@ from ..engine.events import (
 from ..engine.flow import Admission
 from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from . import transitions
-from .base import RunEnd, WorkflowStore, already_open
+from .base import RunEnd, WorkflowStore, already_open, purge_filter
 from .memory_flow import MemoryFlowControl
 
 __all__ = ["MemoryStore"]
@@ -227,25 +227,35 @@ class MemoryStore(MemoryFlowControl, WorkflowStore):
 
     # -- retention --------------------------------------------------------------------------------
 
-    def _ended_before(self, before: datetime) -> list[WorkflowState]:
-        """The ended runs whose ``ended_at`` is before ``before``, oldest end first (lock held)."""
+    def _ended_before(self, before: datetime, status: WorkflowStatus | None = None,
+                      workflow_type: str | None = None) -> list[WorkflowState]:
+        """The ended runs whose ``ended_at`` is before ``before`` (of ``status`` and
+        ``workflow_type`` when given), oldest end first (lock held)."""
         return sorted((s for s in self._runs.values()
-                       if not s.is_open and s.ended_at is not None and s.ended_at < before),
+                       if not s.is_open and s.ended_at is not None and s.ended_at < before
+                       and (status is None or s.status == status)
+                       and (workflow_type is None or s.workflow_type == workflow_type)),
                       key=lambda s: (s.ended_at, s.workflow_id))
 
-    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+    def purge_ended(self, before: datetime, *, limit: int = 500,
+                    status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> list[str]:
         """Drop the oldest ended runs (as ``delete``), picked and dropped under one hold of the
         lock, so nothing can reopen them in between."""
+        status, workflow_type = purge_filter(status, workflow_type)
         with self._lock:
-            gone = [s.workflow_id for s in self._ended_before(before)[:max(limit, 0)]]
+            gone = [s.workflow_id for s in
+                    self._ended_before(before, status, workflow_type)[:max(limit, 0)]]
             for workflow_id in gone:
                 self.delete(workflow_id)
             return gone
 
-    def count_ended(self, before: datetime) -> int:
+    def count_ended(self, before: datetime, *, status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> int:
         """Count the ended runs before ``before`` under the lock."""
+        status, workflow_type = purge_filter(status, workflow_type)
         with self._lock:
-            return len(self._ended_before(before))
+            return len(self._ended_before(before, status, workflow_type))
 
     # -- events -----------------------------------------------------------------------------------
 

@@ -311,15 +311,40 @@ class RedisStore(DocumentStore):
                     due.append(member.decode())
         return due[:limit]
 
-    def _ended(self, before: datetime, limit: int) -> list[str]:
-        """Ids from the ``ended`` index with end times before ``before``, oldest first."""
-        page = {"start": 0, "num": limit} if limit > 0 else {}
-        found = self.client.zrangebyscore(f"{self.prefix}ended", "-inf", f"({_us(before)}", **page)
-        return [m.decode() for m in found]
+    def _ended(self, before: datetime, limit: int, status: WorkflowStatus | None = None,
+               workflow_type: str | None = None) -> list[str]:
+        """Ids from the ``ended`` index with end times before ``before``, oldest first; with a
+        filter, read in batches and checked against each run's indexed fields (as ``_matching``
+        does for ``list``) until ``limit`` match (no document is read)."""
+        key, high = f"{self.prefix}ended", f"({_us(before)}"
+        if status is None and workflow_type is None:
+            page = {"start": 0, "num": limit} if limit > 0 else {}
+            return [m.decode() for m in self.client.zrangebyscore(key, "-inf", high, **page)]
+        found: list[str] = []
+        offset = 0
+        while limit <= 0 or len(found) < limit:
+            batch = [m.decode() for m in self.client.zrangebyscore(key, "-inf", high,
+                                                                   start=offset, num=_BATCH)]
+            if not batch:
+                break
+            offset += len(batch)
+            pipe = self.client.pipeline(transaction=False)
+            for workflow_id in batch:
+                pipe.hmget(self._key(workflow_id), ["status", "type"])
+            for workflow_id, (status_, type_) in zip(batch, pipe.execute(), strict=True):
+                if status_ is None:
+                    continue  # deleted meanwhile
+                if ((status is None or status_.decode() == status.value)
+                        and (workflow_type is None or type_.decode() == workflow_type)):
+                    found.append(workflow_id)
+        return found[:limit] if limit > 0 else found
 
     @guarded("count_ended")
-    def count_ended(self, before: datetime) -> int:
-        """One ``ZCOUNT`` of the ``ended`` index."""
+    def count_ended(self, before: datetime, *, status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> int:
+        """One ``ZCOUNT`` of the ``ended`` index; with a filter, the ids ``_ended`` finds."""
+        if status is not None or workflow_type is not None:
+            return super().count_ended(before, status=status, workflow_type=workflow_type)
         return self.client.zcount(f"{self.prefix}ended", "-inf", f"({_us(before)}")
 
     def close(self) -> None:

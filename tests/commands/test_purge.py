@@ -8,7 +8,7 @@ import pytest
 from django.core.management.base import CommandError
 
 from beluga_workflows.executor import get_executor
-from beluga_workflows.types import utcnow
+from beluga_workflows.types import WorkflowStatus, utcnow
 
 from ..stores.test_contract import new_run
 from ..stores.test_retention import ended_at
@@ -81,3 +81,67 @@ def test_from_a_shell_a_bad_duration_exits_non_zero_with_one_line():
     result = manage("workflows_purge", "--dry-run")
     assert result.returncode != 0 and result.stderr.strip().startswith(
         "CommandError: no retention"), result.stderr
+
+
+# -- --status and --type ------------------------------------------------------------------------
+
+@pytest.fixture
+def mixed(workflow_backend):
+    """Runs ended 40 days ago: failed and completed of orders.process, failed of mail.send."""
+    store = get_executor().store
+    now = utcnow()
+    for name, status, type_ in (("o-failed-1", WorkflowStatus.FAILED, "orders.process"),
+                                ("o-failed-2", WorkflowStatus.FAILED, "orders.process"),
+                                ("o-failed-3", WorkflowStatus.FAILED, "orders.process"),
+                                ("o-done", WorkflowStatus.COMPLETED, "orders.process"),
+                                ("m-failed", WorkflowStatus.FAILED, "mail.send")):
+        store.create(ended_at(name, now - 40 * DAY, status, workflow_type=type_))
+    store.create(ended_at("o-failed-young", now - DAY, WorkflowStatus.FAILED,
+                          workflow_type="orders.process"))
+    return store
+
+
+def test_status_and_type_delete_only_those_runs_and_say_which(mixed):
+    out = run("workflows_purge", "--older-than", "30d", "--status", "failed",
+              "--type", "orders.process")
+    assert out.startswith("Deleted 3 failed run(s) of orders.process that ended before "), out
+    assert ids(mixed) == {"o-done", "m-failed", "o-failed-young"}
+    assert run("workflows_purge", "--older-than", "30d", "--type", "mail.send").startswith(
+        "Deleted 1 run(s) of mail.send that ended before ")
+    assert run("workflows_purge", "--older-than", "30d", "--status", "completed").startswith(
+        "Deleted 1 completed run(s) that ended before ")
+    assert ids(mixed) == {"o-failed-young"}
+
+
+def test_dry_run_with_filters_counts_them_and_changes_nothing(mixed):
+    out = run("workflows_purge", "--older-than", "30d", "--status", "failed",
+              "--type", "orders.process", "--dry-run")
+    assert out.startswith("3 failed run(s) of orders.process ended before "), out
+    assert "would be deleted (dry run: nothing was deleted)" in out
+    assert run("workflows_purge", "--older-than", "30d", "--status", "failed", "--dry-run"
+               ).startswith("4 failed run(s) ended before ")
+    assert run("workflows_purge", "--older-than", "30d", "--type", "no.such", "--dry-run"
+               ).startswith("0 run(s) of no.such ended before ")
+    assert len(ids(mixed)) == 6
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (("--status", "running"), "--status 'running' is not an ended status: only ended runs"),
+    (("--status", "done"), r"--status 'done' is not an ended status \(one of completed, "
+                           r"failed, canceled, timed_out\)"),
+    (("--status", "failed", "--type", " "), "--type must name a workflow type"),
+])
+@pytest.mark.parametrize("dry_run", [(), ("--dry-run",)])
+def test_a_bad_status_or_type_is_a_one_line_error_and_changes_nothing(mixed, args, message,
+                                                                      dry_run):
+    with pytest.raises(CommandError, match=message):
+        run("workflows_purge", "--older-than", "30d", *args, *dry_run)
+    assert len(ids(mixed)) == 6
+
+
+def test_from_a_shell_a_bad_status_exits_non_zero_with_one_line():
+    result = manage("workflows_purge", "--older-than", "30d", "--status", "running")
+    assert result.returncode != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "CommandError: --status 'running' is not an ended status"), result.stderr

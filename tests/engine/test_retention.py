@@ -54,6 +54,44 @@ def test_bad_input_is_refused_before_anything_is_deleted(store, kwargs, message)
     assert store.count() == 8
 
 
+def test_purge_and_count_pass_the_status_and_type_to_the_store(store):
+    from beluga_workflows.types import WorkflowStatus
+
+    store.create(ended_at("failed-old", T0 - 20 * DAY, WorkflowStatus.FAILED,
+                          workflow_type="orders.process"))
+    store.create(ended_at("failed-mail", T0 - 20 * DAY, WorkflowStatus.FAILED,
+                          workflow_type="mail.send"))
+    calls = []
+    purge_ended = store.purge_ended
+    store.purge_ended = lambda before, **kw: calls.append(kw) or purge_ended(before, **kw)
+    executor = WorkflowExecutor(store=store)
+    assert executor.count_purgeable("5d", now=T0, status="failed") == 2
+    assert executor.count_purgeable("5d", now=T0, workflow_type="orders.process") == 1
+    assert executor.purge("5d", now=T0, status="failed", workflow_type="orders.process",
+                          batch=3) == ["failed-old"]
+    assert calls == [{"limit": 3, "status": WorkflowStatus.FAILED,
+                      "workflow_type": "orders.process"}]
+    assert store.load("failed-mail") is not None  # another type: kept
+    assert executor.purge("5d", now=T0, batch=3, limit=1) == ["failed-mail"]  # the oldest
+    assert calls[1] == {"limit": 1}  # no filter: the store is called as it always was
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"status": "running"}, "status 'running' is not an ended status"),
+    ({"status": "lost"}, r"status 'lost' is not an ended status \(one of completed, failed"),
+    ({"workflow_type": 3}, "workflow_type must be a string"),
+])
+def test_a_bad_filter_is_refused_before_the_store_is_called(store, kwargs, message):
+    def untouchable(*args, **kw):
+        raise AssertionError("the store was called")
+
+    store.purge_ended = store.count_ended = untouchable
+    executor = WorkflowExecutor(store=store)
+    for call in (executor.purge, executor.count_purgeable):
+        with pytest.raises(InvalidInputError, match=message):
+            call("5d", now=T0, **kwargs)
+
+
 def test_the_sweep_purges_only_with_a_retention_and_at_most_its_limit(store):
     assert WorkflowExecutor(store=store).apply_retention(T0) == []
     executor = WorkflowExecutor(store=store, retention="5d")

@@ -19,7 +19,7 @@ from django.test.utils import CaptureQueriesContext
 
 from beluga_workflows import models
 from beluga_workflows.engine.executor import WorkflowExecutor
-from beluga_workflows.errors import StoreError
+from beluga_workflows.errors import InvalidInputError, StoreError
 from beluga_workflows.stores.django import DjangoStore
 from beluga_workflows.stores.django.rows import event_row, run_row
 from beluga_workflows.types import Signal, WorkflowFilter, WorkflowStatus
@@ -135,6 +135,86 @@ def test_a_run_replaced_after_it_was_picked_is_kept(store):
     assert store.load("wf").status is WorkflowStatus.RUNNING
 
 
+# -- filters: one ended status, one workflow type ------------------------------------------------
+
+def mixed_runs(store) -> None:
+    """Ended runs of two types and three statuses, ended 2 to 7 days ago, and one young, one open."""
+    F, C, X = WorkflowStatus.FAILED, WorkflowStatus.COMPLETED, WorkflowStatus.CANCELED
+    for name, days, status, type_ in (("o-failed-7", 7, F, "orders.process"),
+                                      ("o-done-6", 6, C, "orders.process"),
+                                      ("o-failed-5", 5, F, "orders.process"),
+                                      ("m-failed-4", 4, F, "mail.send"),
+                                      ("m-canceled-3", 3, X, "mail.send"),
+                                      ("o-failed-2", 2, F, "orders.process")):
+        store.create(ended_at(name, T0 - days * DAY, status, workflow_type=type_))
+    store.create(ended_at("o-failed-young", T0, F, workflow_type="orders.process"))
+    store.create(new_run("o-open", created=T0 - 30 * DAY, workflow_type="orders.process"))
+
+
+def test_counts_are_narrowed_by_status_and_type(store):
+    mixed_runs(store)
+    if refuses(store):
+        return
+    cutoff = T0 - DAY
+    assert store.count_ended(cutoff) == 6
+    assert store.count_ended(cutoff, status=WorkflowStatus.FAILED) == 4
+    assert store.count_ended(cutoff, status="canceled") == 1
+    assert store.count_ended(cutoff, status="timed_out") == 0
+    assert store.count_ended(cutoff, workflow_type="orders.process") == 4
+    assert store.count_ended(cutoff, status="failed", workflow_type="orders.process") == 3
+    assert store.count_ended(cutoff, status="failed", workflow_type="nope") == 0
+    assert store.count_ended(cutoff, status=None, workflow_type=None) == 6
+
+
+def test_purge_deletes_only_runs_of_the_status_and_type_oldest_first(store):
+    mixed_runs(store)
+    if refuses(store):
+        return
+    cutoff = T0 - DAY
+    assert store.purge_ended(cutoff, limit=2, status="failed",
+                             workflow_type="orders.process") == ["o-failed-7", "o-failed-5"]
+    assert store.purge_ended(cutoff, limit=2, status=WorkflowStatus.FAILED,
+                             workflow_type="orders.process") == ["o-failed-2"]
+    assert store.purge_ended(cutoff, limit=2, status="failed", workflow_type="orders.process") == []
+    assert store.purge_ended(cutoff, limit=10, workflow_type="mail.send") == ["m-failed-4",
+                                                                             "m-canceled-3"]
+    assert store.purge_ended(cutoff, limit=10, status="completed") == ["o-done-6"]
+    assert {s.workflow_id for s in store.list()} == {"o-failed-young", "o-open"}
+
+
+@pytest.mark.parametrize("status", ["running", WorkflowStatus.RUNNING, "done", "FAILED", ""])
+def test_a_status_that_is_not_an_ended_one_is_refused_before_anything_is_read(store, status):
+    mixed_runs(store)
+    if refuses(store):
+        return
+    allowed = "one of completed, failed, canceled, timed_out"
+    for call in (lambda: store.purge_ended(T0, limit=10, status=status),
+                 lambda: store.count_ended(T0, status=status)):
+        with pytest.raises(InvalidInputError, match=allowed):
+            call()
+    with pytest.raises(InvalidInputError, match="workflow_type must be a string"):
+        store.purge_ended(T0, workflow_type=7)
+    assert store.count() == 8
+
+
+def test_a_run_that_no_longer_matches_the_filter_when_deleted_is_kept(store):
+    """A document store checks the filters again on the fresh read: a failed run replaced by a
+    completed one after it was picked is not deleted by a purge of failed runs."""
+    store.create(ended_at("wf", T0 - 2 * DAY, WorkflowStatus.FAILED))
+    if refuses(store) or not hasattr(store, "_ended"):
+        return
+    pick = store._ended
+
+    def pick_then_replace(before, limit, **filters):
+        picked = pick(before, limit, **filters)
+        store.save(ended_at("wf", T0 - 2 * DAY))  # now completed
+        return picked
+
+    store._ended = pick_then_replace
+    assert store.purge_ended(T0, limit=10, status="failed") == []
+    assert store.load("wf").status is WorkflowStatus.COMPLETED
+
+
 # -- the django store ------------------------------------------------------------------------------
 
 # PostgreSQL only: the ``store`` fixture with just that param.
@@ -185,6 +265,54 @@ def test_the_purge_statement_is_served_by_the_ended_index(store):
                        {"before": NOW - RETENTION, "limit": 500})
         plan = "\n".join(row for row, in cursor.fetchall())
     assert "beluga_wf_ended_idx" in plan, plan
+
+
+def multiply_runs(using: str, times: int) -> None:
+    """Copy every run row ``times`` times (new ids, no history): a large table, quickly."""
+    columns = [f.column for f in models.WorkflowState._meta.concrete_fields]
+    copied = ", ".join(f"md5({c} || g::text)" if c in ("run_id", "workflow_id") else c
+                       for c in columns)
+    with connections[using].cursor() as cursor:
+        cursor.execute(f"INSERT INTO beluga_workflows_workflowstate ({', '.join(columns)}) "
+                       f"SELECT {copied} FROM beluga_workflows_workflowstate, "
+                       f"generate_series(1, %s) g", [times])
+
+
+@on_postgres
+def test_the_filtered_purge_is_one_bounded_statement_without_a_seq_scan(store):
+    """With a status and/or a type the batch stays one statement with its LIMIT and SKIP LOCKED;
+    on a large table PostgreSQL picks through ``beluga_wf_ended_idx`` (the filters checked on the
+    rows it walks) and deletes by primary key: the runs table is never read whole."""
+    from beluga_workflows.stores.django.postgres_retention import purge_text
+
+    bulk_runs(store.using, 2_000, prefix="old", when=NOW - RETENTION - DAY, events=1)
+    bulk_runs(store.using, 300, prefix="failed", when=NOW - RETENTION - DAY, status="failed",
+              events=1)
+    bulk_runs(store.using, 500, prefix="open", when=NOW, status="running", events=1)
+    multiply_runs(store.using, 49)  # 140,000 runs
+    quote_name = connections[store.using].ops.quote_name
+    cases = [{"status": "failed"}, {"workflow_type": "tests.flow"},
+             {"status": "completed", "workflow_type": "tests.flow"}]
+    with connections[store.using].cursor() as cursor:
+        cursor.execute("ANALYZE beluga_workflows_workflowstate")
+        for filters in cases:
+            text = purge_text(quote_name, status="status" in filters,
+                              workflow_type="workflow_type" in filters)
+            assert text.count("LIMIT %(limit)s FOR UPDATE SKIP LOCKED") == 1
+            for name in filters:  # in the pick and again in the delete
+                assert text.count(f"%({name})s") == 2
+            cursor.execute("EXPLAIN " + text, {"before": NOW - RETENTION, "limit": 500,
+                                               **filters})
+            plan = "\n".join(row for row, in cursor.fetchall())
+            assert "beluga_wf_ended_idx" in plan, plan
+            assert "Seq Scan on beluga_workflows_workflowstate" not in plan, plan
+    for filters in cases:
+        with CaptureQueriesContext(connections[store.using]) as captured:
+            gone = store.purge_ended(NOW - RETENTION, limit=500, **filters)
+        assert len(gone) == 500 and len(captured.captured_queries) == 1
+    runs = models.WorkflowState.objects.using(store.using)
+    assert runs.filter(status="failed").count() == 300 * 50 - 500
+    assert runs.filter(status="running").count() == 500 * 50
 
 
 # -- 10,000 ended runs ------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ subclass overrides; what the operation decides around it is written once, here.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any
@@ -52,6 +53,7 @@ from ..base import (
     guarded,
     lease_lost,
     no_open_run,
+    purge_filter,
 )
 from .events import DjangoEventStore, wake_changes
 from .flow import DjangoFlowControl
@@ -579,23 +581,35 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
 
     supports_purge = True
 
-    def _ended_before(self, before: datetime):
-        """Ended runs whose ``ended_at`` is before ``before`` (the ``beluga_wf_ended_idx`` index)."""
-        return self._runs.exclude(status=RUNNING).filter(ended_at__lt=before)
+    def _ended_before(self, before: datetime, status: WorkflowStatus | None = None,
+                      workflow_type: str | None = None):
+        """Ended runs whose ``ended_at`` is before ``before``, of ``status`` and ``workflow_type``
+        when given (the ``beluga_wf_ended_idx`` index: its condition stays in the query)."""
+        runs = self._runs.exclude(status=RUNNING).filter(ended_at__lt=before)
+        if status is not None:
+            runs = runs.filter(status=status.value)
+        if workflow_type is not None:
+            runs = runs.filter(workflow_type=workflow_type)
+        return runs
 
     @guarded("purge_ended")
-    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
+    def purge_ended(self, before: datetime, *, limit: int = 500,
+                    status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> list[str]:
         """One transaction: one ``SELECT ... ORDER BY ended_at LIMIT limit FOR UPDATE SKIP
         LOCKED`` picks and locks the oldest ended runs (a run a worker is writing is left for the
         next pass); one ``DELETE`` per table then removes those runs' events, inbox rows, event
         waits and slots by run id (the ORM's cascade, so a table added later goes too), and one
         the run rows, picked again under the same condition. Every statement names at most
-        ``limit`` runs. On SQLite the transaction holds the write lock from its start.
+        ``limit`` runs. On SQLite the transaction holds the write lock from its start. The
+        filters narrow both the pick and the delete.
         """
+        status, workflow_type = purge_filter(status, workflow_type)
         if limit <= 0:
             return []
         connection = connections[self.using]
-        oldest = self._ended_before(before).order_by("ended_at", "run_id")
+        ended = functools.partial(self._ended_before, before, status, workflow_type)
+        oldest = ended().order_by("ended_at", "run_id")
         if connection.features.has_select_for_update_skip_locked:
             oldest = oldest.select_for_update(skip_locked=True)
         with transaction.atomic(using=self.using):
@@ -603,7 +617,7 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
             run_ids = [run_id for run_id, _ in picked]
             if not picked:
                 return []
-            _, deleted = self._ended_before(before).filter(pk__in=run_ids).only("pk").delete()
+            _, deleted = ended().filter(pk__in=run_ids).only("pk").delete()
             if deleted.get(models.WorkflowState._meta.label, 0) < len(picked):
                 # Without row locks a run may have moved on since it was picked: it stayed.
                 kept = set(self._runs.filter(pk__in=run_ids).values_list("pk", flat=True))
@@ -611,9 +625,10 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         return [workflow_id for _, workflow_id in picked]
 
     @guarded("count_ended")
-    def count_ended(self, before: datetime) -> int:
-        """One ``COUNT`` over the ``beluga_wf_ended_idx`` index."""
-        return self._ended_before(before).count()
+    def count_ended(self, before: datetime, *, status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> int:
+        """One ``COUNT`` over the ``beluga_wf_ended_idx`` index (the filters as conditions)."""
+        return self._ended_before(before, *purge_filter(status, workflow_type)).count()
 
     def close(self) -> None:
         """Nothing to do: Django owns the database connections (closed per request/task)."""

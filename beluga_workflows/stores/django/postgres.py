@@ -43,7 +43,7 @@ from ... import models
 from ...engine.events import EventWait
 from ...engine.flow import Admission
 from ...engine.types import EventType, HistoryEvent, Signal, WorkflowState, WorkflowStatus
-from ..base import RunEnd, RunWatch, check_history, guarded, lease_lost
+from ..base import RunEnd, RunWatch, check_history, guarded, lease_lost, purge_filter
 from .orm import DjangoStore
 from .postgres_events import WAIT_FIELDS, PostgresEventStore, wait_params, waits_text
 from .rows import end_values, event_values, run_row, state_from_values
@@ -766,16 +766,27 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
     # -- retention: one statement per batch (postgres_retention.py) ----------------------------
 
     @guarded("purge_ended")
-    def purge_ended(self, before: datetime, *, limit: int = 500) -> list[str]:
-        """One statement: pick and lock the oldest ended runs, delete them (the condition checked
-        again on each row deleted) and every row that cascades from them; the ORM's batch when a
-        relation needs its collector."""
+    def purge_ended(self, before: datetime, *, limit: int = 500,
+                    status: WorkflowStatus | str | None = None,
+                    workflow_type: str | None = None) -> list[str]:
+        """One statement: pick and lock the oldest ended runs (of ``status`` and
+        ``workflow_type`` when given), delete them (the condition checked again on each row
+        deleted) and every row that cascades from them; the ORM's batch when a relation needs its
+        collector."""
         from .postgres_retention import purge_text
 
+        status, workflow_type = purge_filter(status, workflow_type)
         connection = connections[self.using]
-        text = purge_text(connection.ops.quote_name)
+        text = purge_text(connection.ops.quote_name, status=status is not None,
+                          workflow_type=workflow_type is not None)
         if text is None or limit <= 0:
-            return super().purge_ended(before, limit=limit)
+            return super().purge_ended(before, limit=limit, status=status,
+                                       workflow_type=workflow_type)
+        params: dict[str, Any] = {"before": before, "limit": limit}
+        if status is not None:
+            params["status"] = status.value
+        if workflow_type is not None:
+            params["workflow_type"] = workflow_type
         with connection.cursor() as cursor:
-            cursor.execute(text, {"before": before, "limit": limit})
+            cursor.execute(text, params)
             return [workflow_id for workflow_id, in cursor.fetchall()]

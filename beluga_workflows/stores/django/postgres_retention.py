@@ -3,7 +3,8 @@
 A data-modifying CTE picks the oldest ended runs (``LIMIT``, on the ``beluga_wf_ended_idx``
 index) and locks them (``FOR UPDATE SKIP LOCKED``: a run a worker is writing is left for the next
 pass), deletes those run rows under the same condition again (``NOT status = 'running' AND
-ended_at < before``, re-evaluated by PostgreSQL on the row it deletes), deletes the rows of every
+ended_at < before``, and the filters' ``status = ...``/``workflow_type = ...`` when given,
+re-evaluated by PostgreSQL on the row it deletes), deletes the rows of every
 table that cascades from a run (events, inbox, event waits, slots, waiters) for the runs it
 deleted, and returns their workflow ids oldest first. The statement touches at most ``limit``
 runs.
@@ -33,9 +34,11 @@ def _cascading() -> list[tuple[str, str]] | None:
     return tables
 
 
-def purge_text(quote_name: Any) -> str | None:
-    """The statement of one batch (parameters ``before``, ``limit``), or ``None`` when the
-    relations of a run need the ORM's collector. ``quote_name``: the connection's."""
+def purge_text(quote_name: Any, *, status: bool = False, workflow_type: bool = False
+               ) -> str | None:
+    """The statement of one batch (parameters ``before``, ``limit``, and ``status`` /
+    ``workflow_type`` when those filters are asked for), or ``None`` when the relations of a run
+    need the ORM's collector. ``quote_name``: the connection's."""
     cascading = _cascading()
     if cascading is None:
         return None
@@ -45,6 +48,10 @@ def purge_text(quote_name: Any) -> str | None:
         f"WHERE {quote_name(column)} IN (SELECT run_id FROM gone))"
         for n, (table, column) in enumerate(cascading))
     ended = "NOT (r.status = 'running') AND r.ended_at < %(before)s"
+    if status:
+        ended += " AND r.status = %(status)s"
+    if workflow_type:
+        ended += " AND r.workflow_type = %(workflow_type)s"
     return (
         f"WITH picked AS (SELECT r.run_id FROM {runs} r WHERE {ended} "
         f"ORDER BY r.ended_at, r.run_id LIMIT %(limit)s FOR UPDATE SKIP LOCKED),\n"
