@@ -75,7 +75,7 @@ def sleeper(ctx: WorkflowContext, seconds: float) -> str:
 def progress(ctx: WorkflowContext, items: list) -> dict:
     done: list = []
     ctx.set_query_handler("progress", lambda: {"done": list(done), "left": len(items) - len(done)})
-    for item in items:
+    for _ in items:
         done.append(ctx.receive_signal("item"))
     return {"done": done, "at": ctx.now().isoformat(), "token": ctx.side_effect(lambda: "once")}
 

@@ -28,14 +28,14 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError as TActivityError
-from temporalio.exceptions import ApplicationError, CancelledError, TimeoutError as TTimeoutError
+from temporalio.exceptions import ApplicationError, CancelledError
+from temporalio.exceptions import TimeoutError as TTimeoutError
 from temporalio.workflow import NondeterminismError
 
 from ...engine.errors import (
     ActivityError,
     InvalidInputError,
     SignalTimeoutError,
-    WorkflowCanceledError,
     describe_exception,
 )
 from ...engine.registry import get_workflow
