@@ -46,6 +46,8 @@ STATUS_QUERY = {
     WorkflowStatus.TIMED_OUT: 'ExecutionStatus = "TimedOut"',
 }
 
+# How the SDK's message of a non-determinism failure begins.
+NONDETERMINISM_CODE = "[TMPRL1100]"
 # The names Temporal's SDK gives failures that our API spells otherwise.
 _ERROR_TYPES = {"NondeterminismError": "NonDeterminismError"}
 
@@ -104,7 +106,9 @@ def failure_error(failure: Any) -> dict[str, Any]:
         details = _first(cause.application_failure_info.details)
         if isinstance(details, dict) and "type" in details:
             return {key: details.get(key, "") for key in ("type", "message", "traceback")}
-        kind = cause.application_failure_info.type or "Error"
+        kind = cause.application_failure_info.type or (
+            # The SDK fails a run whose replay diverged with an untyped failure of this code.
+            "NondeterminismError" if cause.message.startswith(NONDETERMINISM_CODE) else "Error")
     elif cause.HasField("timeout_failure_info"):
         kind = "TimeoutError"
     elif cause.HasField("canceled_failure_info"):
