@@ -11,36 +11,10 @@ from beluga_workflows import (
     Signal,
     StoreError,
     WorkflowFilter,
-    WorkflowOptions,
     WorkflowState,
     WorkflowStatus,
 )
 from beluga_workflows.checks import check_settings
-
-from .conftest import wait_for
-
-
-@pytest.fixture
-def runs(executor, unique):
-    """Three ended runs (two completed, one failed) and one open, ids starting ``unique``."""
-    handles = [executor.execute("temporal.sleeper", WorkflowOptions(id=f"{unique}-done-{n}",
-                                                                    input=0.05)) for n in range(2)]
-    failed = executor.execute("temporal.failing", WorkflowOptions(id=f"{unique}-failed",
-                                                                  input={"id": unique}))
-    executor.execute("orders.process", WorkflowOptions(id=f"{unique}-open", input={
-        "id": unique, "total": 5}))
-    for handle in handles:
-        handle.result(timeout=20)
-    with pytest.raises(Exception):  # noqa: B017 - it fails: any of our errors
-        failed.result(timeout=20)
-    store = executor.store
-    wait_for(lambda: store.count(WorkflowFilter(workflow_id_prefix=unique)) == 4
-             and store.count(WorkflowFilter(workflow_id_prefix=unique, status="running")) == 1,
-             20, "visibility to list the four runs")
-    wait_for(lambda: any(e.type is EventType.ACTIVITY_COMPLETED
-                         for e in store.history(f"{unique}-open")), 20, "the charge")
-    yield unique
-    executor.signal(f"{unique}-open", Signal(name="approval", payload="done"))  # let it end
 
 
 def ids(states):
