@@ -14,8 +14,9 @@ def check_settings(app_configs=None, **kwargs):
     """Check ``BELUGA_WORKFLOWS``: unknown keys (``W002``), a store that cannot be built
     (``E001``) or reached (``E004``) or lacks what a multi-process executor needs (``W001``),
     an unregistered executor (``E002``), Celery not installed for the celery executor
-    (``E005``), a lease that is not a positive number (``E003``), a ``RETENTION`` that is not
-    a positive duration or that the store cannot purge (``E007``), a bad ``MAX_HISTORY_EVENTS``
+    (``E005``), the temporal extra missing (``E009``) or its server unreachable (``E010``),
+    a lease that is not a positive number (``E003``), a ``RETENTION`` that is not a positive
+    duration or that the store cannot purge (``E007``), a bad ``MAX_HISTORY_EVENTS``
     (``E008``).
 
     Returns the messages; the store it builds for the check is closed again.
@@ -32,6 +33,8 @@ def check_settings(app_configs=None, **kwargs):
             hint=f"Use one of: {', '.join(list_executors())}.", id="beluga_workflows.E002"))
     elif backend == "celery":
         errors += _check_celery()
+    elif backend == "temporal":
+        errors += _check_temporal(executor.get("OPTIONS") or {})
     errors += _check_retention(workflow_settings)
     lease = workflow_settings.LEASE_SECONDS
     if not isinstance(lease, (int, float)) or lease <= 0:
@@ -152,4 +155,27 @@ def _check_celery() -> list[checks.CheckMessage]:
     except ImproperlyConfigured as exc:
         return [checks.Error(str(exc), hint="Install the celery extra, or choose the local executor.",
                              id="beluga_workflows.E005")]
+    return []
+
+
+def _check_temporal(options: dict) -> list[checks.CheckMessage]:
+    """The temporal executor's SDK is installed (``E009``) and its server answers (``E010``)."""
+    try:
+        from .runtimes.temporal.connection import connection_for
+    except ImproperlyConfigured as exc:
+        return [checks.Error(str(exc), hint="pip install 'beluga-workflows[temporal]', or choose "
+                             "the local or celery executor.", id="beluga_workflows.E009")]
+    from .engine.errors import StoreError
+    from .stores.temporal import TemporalStore
+
+    target = options.get("target", "127.0.0.1:7233")
+    try:
+        connection_for(target, options.get("namespace", "default"))
+        TemporalStore(target=target, namespace=options.get("namespace", "default")).ping()
+    except (StoreError, ImproperlyConfigured) as exc:
+        return [checks.Error(
+            f"the temporal executor cannot reach its server: {exc}",
+            hint="Start it (temporal server start-dev --headless --ip 127.0.0.1 --port 7233) or "
+                 "fix BELUGA_WORKFLOWS['EXECUTOR']['OPTIONS'] 'target' and 'namespace'.",
+            id="beluga_workflows.E010")]
     return []

@@ -35,6 +35,7 @@ __all__ = [
 EXECUTOR_ALIASES = {
     "celery": "beluga_workflows.runtimes.celery.CeleryExecutor",
     "local": "beluga_workflows.runtimes.local.LocalExecutor",
+    "temporal": "beluga_workflows.runtimes.temporal.TemporalExecutor",  # the temporal extra
 }
 
 Factory = Callable[[dict[str, Any]], WorkflowExecutor]

@@ -23,10 +23,11 @@ STORE_ALIASES = {
     "nats": "beluga_workflows.stores.nats.NatsStore",
     "inngest": "beluga_workflows.stores.inngest.InngestStore",
     "dapr": "beluga_workflows.stores.dapr.DaprStore",
+    "temporal": "beluga_workflows.stores.temporal.TemporalStore",
 }
 
 # The extra that brings each store's client library, for the error when it is missing.
-STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http"}
+STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http", "temporal": "temporal"}
 
 
 def store_class(backend: Any) -> type[WorkflowStore]:
