@@ -678,7 +678,8 @@ class WorkflowContext:
             started = a.now()
             a.fire("on_activity_start", self._info.workflow_id, name, input)
             try:
-                result = _call_activity(definition, input, timeout, name)
+                with a.trace("activity.run", self._info.span_attributes(**{"activity.name": name})):
+                    result = _call_activity(definition, input, timeout, name)
                 result = to_json_value(result, f"result of activity {name!r}",
                                        max_bytes=self._limits.max_payload)
             except Exception as exc:

@@ -9,6 +9,7 @@ tasks). The admin, the REST API and the management commands all go through it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import re
 import time
@@ -17,6 +18,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from .async_api import AsyncExecutorOperations, AsyncHandleOperations
 from .clock import Clock, SystemClock
 from .errors import (
     InvalidInputError,
@@ -30,7 +32,7 @@ from .errors import (
 from .events import Event, SendResult, validate_event
 from .fanout import cancel_waits, fan_out, fire_groups, intake, plan_triggers
 from .flow import Admission, Bucket, check_priority
-from .hooks import Hooks, compose_hooks
+from .hooks import NO_SPAN, Hooks, compose_hooks, with_trace_context
 from .lifecycle import forked_history, resumed_history
 from .parallel import child_inbox, run_started_activity
 from .registry import WorkflowDefinition, get_workflow, workflow_name
@@ -95,8 +97,9 @@ def validate_workflow_id(workflow_id: Any) -> str:
     return workflow_id
 
 
-class WorkflowHandle:
-    """A started run: read its status, wait for its result, signal, query or cancel it."""
+class WorkflowHandle(AsyncHandleOperations):
+    """A started run: read its status, wait for its result, signal, query or cancel it (and the
+    async twins ``astatus`` / ``aresult``, ``engine/async_api.py``)."""
 
     def __init__(self, executor: WorkflowExecutor, workflow_id: str, run_id: str):
         self.executor = executor
@@ -192,8 +195,27 @@ def _options(options: WorkflowOptions | dict | None) -> WorkflowOptions:
     return options
 
 
-class WorkflowExecutor:
+def _traced(span_name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Run a client operation on one workflow id inside the hooks' span ``span_name``."""
+
+    def decorate(method: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(method)
+        def traced(self: WorkflowExecutor, workflow_id: str, *args: Any, **kwargs: Any) -> Any:
+            if self.hooks.span is None:
+                return method(self, workflow_id, *args, **kwargs)
+            attributes = {"workflow.id": workflow_id} if isinstance(workflow_id, str) else {}
+            with self.hooks.trace(span_name, attributes):
+                return method(self, workflow_id, *args, **kwargs)
+
+        return traced
+
+    return decorate
+
+
+class WorkflowExecutor(AsyncExecutorOperations):
     """Every operation on runs, written once. Subclasses provide ``schedule`` (and may improve ``wait``).
+
+    The async twins (``aexecute``, ``asignal``...) are ``engine/async_api.py``'s.
 
     Args:
         store: where runs live, or a zero-argument callable returning it (asked on first use;
@@ -288,16 +310,20 @@ class WorkflowExecutor:
             InvalidInputError: unknown workflow type, bad id, non-JSON or oversized input, bad timeout.
             WorkflowAlreadyExistsError: a run of that id is still open.
         """
-        return self._start(workflow, _options(options))
+        with self.hooks.trace("workflow.execute", {}) as span:
+            return self._start(workflow, _options(options), span=span)
 
     def _start(self, workflow: Callable[..., Any] | str, options: WorkflowOptions, *,
-               parent: dict[str, Any] | None = None) -> WorkflowHandle:
+               parent: dict[str, Any] | None = None, span: Any = NO_SPAN) -> WorkflowHandle:
         """``execute``; ``parent``: the run is the child of that run's operation (its link is
-        recorded in the run's ``workflow_started`` event)."""
+        recorded in the run's ``workflow_started`` event); ``span``: ``execute``'s, told the
+        run's type and ids."""
         type_name = workflow_name(workflow)
+        span.set_attribute("workflow.type", type_name)
         definition = get_workflow(type_name)
         workflow_id = (validate_workflow_id(options.id) if options.id is not None
                        else f"wf-{uuid.uuid4()}")
+        span.set_attribute("workflow.id", workflow_id)
         data = to_json_value(options.input, "workflow input", max_bytes=self.max_payload_bytes)
         timeout = to_seconds(options.timeout, "workflow timeout")
         if timeout is not None and timeout <= 0:
@@ -315,12 +341,19 @@ class WorkflowExecutor:
 
         state = self.new_state(type_name, workflow_id, data, timeout=timeout, queue=options.queue,
                                parent=parent)
+        span.set_attribute("workflow.run_id", state.run_id)
         return self._create(definition, state, priority)
 
     def _create(self, definition: WorkflowDefinition, state: WorkflowState,
                 priority: int | None = None) -> WorkflowHandle:
         """Store the new run ``state`` (admitted by its workflow's flow control, with its
-        ``cancel_on`` waits) and schedule it."""
+        ``cancel_on`` waits) and schedule it. The caller's trace context (``Hooks.carrier``) is
+        stored in its ``workflow_started`` event, for the worker's spans to continue."""
+        carrier = self.hooks.carrier()
+        if carrier and state.history:
+            started = state.history[0]
+            state.history[0] = dataclasses.replace(
+                started, result=with_trace_context(started.result, carrier))
         flow = definition.flow
         admission = None if flow is None else flow.admission(
             state.workflow_type, flow.bindings(state.input, None), state.created_at, priority)
@@ -438,6 +471,7 @@ class WorkflowExecutor:
 
     # -- steering -------------------------------------------------------------------------------
 
+    @_traced("workflow.signal")
     def signal(self, workflow_id: str, signal: Signal) -> Signal:
         """Deliver ``signal`` to the open run; once this returns, the signal is never lost.
 
@@ -463,6 +497,7 @@ class WorkflowExecutor:
         self.schedule(workflow_id)
         return accepted
 
+    @_traced("workflow.cancel")
     def cancel(self, workflow_id: str) -> None:
         """Request cancellation: the next ``ctx`` call in the workflow raises ``WorkflowCanceledError``.
 
@@ -582,6 +617,7 @@ class WorkflowExecutor:
         buckets = sorted(set(freed) | set(store.waiting_buckets(limit)))
         return self.promote(buckets) + self.fire_groups(now)
 
+    @_traced("workflow.query")
     def query(self, workflow_id: str, query_type: str) -> Any:
         """Answer a query: built-ins ``status``, ``result``, ``history``; others go to the workflow.
 
@@ -774,14 +810,8 @@ class WorkflowExecutor:
         # Subscribed before the first look, so an end in between still wakes us.
         with self.store.watch(workflow_id) as watch:
             while True:
-                state = self.store.load(workflow_id, with_history=False)
-                if state is not None and state.run_id != run_id and self.continues(state):
-                    run_id = state.run_id  # the run continued as new: follow the chain
-                if state is None or state.run_id != run_id:
-                    raise WorkflowNotFoundError(
-                        f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
-                        workflow_id=workflow_id,
-                    )
+                state = self.current_run(workflow_id, run_id)
+                run_id = state.run_id
                 if not state.is_open:
                     return state
                 if deadline is not None and time.monotonic() >= deadline:
@@ -795,6 +825,23 @@ class WorkflowExecutor:
                 else:
                     self._sleep_until_change(workflow_id, pause)
                     delay = min(delay * 2, 0.1)
+
+    def current_run(self, workflow_id: str, run_id: str) -> WorkflowState:
+        """Run ``run_id`` of ``workflow_id`` as stored now (no history), or the run that
+        continued it as new.
+
+        Raises:
+            WorkflowNotFoundError: neither is in the store (deleted, or replaced by another run).
+        """
+        state = self.store.load(workflow_id, with_history=False)
+        if state is not None and state.run_id != run_id and self.continues(state):
+            return state  # the run continued as new: follow the chain
+        if state is None or state.run_id != run_id:
+            raise WorkflowNotFoundError(
+                f"run {run_id} of workflow {workflow_id!r} is no longer in the store",
+                workflow_id=workflow_id,
+            )
+        return state
 
     def continues(self, state: WorkflowState) -> bool:
         """Whether ``state`` is a run that another run of its id continued as new (its first

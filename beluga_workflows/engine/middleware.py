@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from .async_api import AsyncExecutorOperations
 from .executor import WorkflowExecutor
 from .hooks import Hooks
 
@@ -13,8 +14,10 @@ __all__ = ["ExecutorMiddleware", "Middleware", "apply_middleware", "with_hooks"]
 Middleware = Callable[[Any], Any]
 
 
-class ExecutorMiddleware:
-    """Base of executor wrappers: every attribute not overridden is the inner executor's."""
+class ExecutorMiddleware(AsyncExecutorOperations):
+    """Base of executor wrappers: every attribute not overridden is the inner executor's (the
+    async twins call the wrapper's own operations, so an overridden ``execute`` applies to
+    ``aexecute`` too)."""
 
     def __init__(self, inner: WorkflowExecutor):
         self.inner = inner

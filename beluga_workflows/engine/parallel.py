@@ -213,6 +213,7 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
         WorkflowNotRunningError,
         describe_exception,
     )
+    from .hooks import stored_trace_context
     from .registry import find_activity
     from .retry import RetryPolicy
     from .serialization import to_json_value
@@ -253,11 +254,16 @@ def run_started_activity(executor: Any, workflow_id: str, run_id: str, op: int, 
                       "error": describe_exception(exc, ""), "retry_at": None})
         deliver({"attempts": tried})
         return "failed"
+    # Its span continues the trace stored with the run (one more read, only when tracing).
+    parent = stored_trace_context(store.history(workflow_id, limit=1)) if hooks.span else None
+    attributes = {"workflow.id": workflow_id, "workflow.type": state.workflow_type,
+                  "workflow.run_id": run_id, "activity.name": name}
     while True:
         started = clock.now()
         hooks.fire("on_activity_start", workflow_id, name, spec.get("input"))
         try:
-            result = _call_activity(definition, spec.get("input"), spec.get("timeout"), name)
+            with hooks.trace("activity.run", attributes, parent):
+                result = _call_activity(definition, spec.get("input"), spec.get("timeout"), name)
             result = to_json_value(result, f"result of activity {name!r}",
                                    max_bytes=executor.max_payload_bytes)
         except Exception as exc:  # noqa: BLE001 - an attempt's failure is recorded, not raised

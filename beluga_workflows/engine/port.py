@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 from .retry import RetryPolicy
 
 if TYPE_CHECKING:
+    from contextlib import AbstractContextManager
+
     from ._control import ContinueAsNew, Suspend
     from .errors import WorkflowError
     from .events import Event, EventWait, SendResult
@@ -30,6 +32,11 @@ class RunInfo:
     workflow_type: str
     started_at: datetime | None = None
     input: Any = None
+
+    def span_attributes(self, **more: str) -> dict[str, str]:
+        """The run's attributes for a tracing span (``Hooks.trace``), and ``more``."""
+        return {"workflow.id": self.workflow_id, "workflow.type": self.workflow_type,
+                "workflow.run_id": self.run_id, **more}
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,6 +147,11 @@ class ActivationPort(Protocol):
 
     def fire(self, hook: str, *args: Any) -> None:
         """Fire lifecycle hook ``hook`` (a ``Hooks`` field name); what the hook raises is logged."""
+        ...
+
+    def trace(self, name: str, attributes: dict[str, Any],
+              parent: dict[str, str] | None = None) -> AbstractContextManager[Any]:
+        """The hooks' tracing span ``name`` around a piece of work (``Hooks.trace``)."""
         ...
 
     # -- stopping --------------------------------------------------------------------------------

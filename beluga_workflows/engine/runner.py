@@ -37,7 +37,7 @@ from .errors import (
     describe_exception,
 )
 from .events import Event, EventWait, SendResult
-from .hooks import Hooks
+from .hooks import Hooks, stored_trace_context, with_trace_context
 from .lease import lease_keeper
 from .parallel import final_event, parent_of
 from .registry import WorkflowDefinition, get_workflow
@@ -176,6 +176,7 @@ class Activation:
         # bound methods: going through the port costs the hot path no extra call.
         self.now: Callable[[], datetime] = config.clock.now
         self.fire: Callable[..., None] = config.hooks.fire
+        self.trace = config.hooks.trace
         self.recorded: Callable[[int], list[HistoryEvent] | None] = self.ops.get
 
     # -- the ActivationPort (see port.py) ---------------------------------------------------------
@@ -522,8 +523,9 @@ class Activation:
         before = origin.result if isinstance(origin.result, dict) else {}
         started = replace(
             origin, id=1, op=0, timestamp=now, input=data,
-            result={"continued_from": self.info.run_id,
-                    "generation": int(before.get("generation", 1)) + 1})
+            result=with_trace_context({"continued_from": self.info.run_id,
+                                       "generation": int(before.get("generation", 1)) + 1},
+                                      stored_trace_context([origin])))
         following = WorkflowState(
             workflow_id=self.info.workflow_id, run_id=uuid.uuid4().hex,
             workflow_type=self.info.workflow_type, input=data, created_at=now, updated_at=now,
@@ -710,7 +712,15 @@ def run_workflow(config: RunnerConfig, workflow_id: str, *, owner: str | None = 
     activation = Activation(config, state, owner)
     lease_keeper.add(activation)
     try:
-        return activation.run()
+        if config.hooks.span is None:
+            return activation.run()
+        # One span per activation, continuing the trace stored with the run.
+        with config.hooks.trace("workflow.run", activation.info.span_attributes(),
+                                stored_trace_context(state.history)) as span:
+            result = activation.run()
+            if result.status is not None:
+                span.set_attribute("workflow.status", result.status.value)
+            return result
     except LeaseLost:
         return activation._lost()
     except StoreDown as down:
