@@ -23,3 +23,7 @@ BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {
 # Test workflows outside the app's ``workflows.py`` (which autodiscovery imports): the parallel
 # steps' (tests/celery/test_parallel.py).
 CELERY_IMPORTS = ["tests.celery.parallel_workflows"]
+
+# tests/celery/test_tracing.py: the workers trace runs and write their spans to this file.
+if env.str("BELUGA_TEST_SPANS_FILE", default=""):
+    BELUGA_WORKFLOWS["HOOKS"] = [*BELUGA_WORKFLOWS["HOOKS"], "tests.celery.tracing.worker_tracing_hooks"]
