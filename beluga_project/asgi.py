@@ -1,4 +1,8 @@
-"""ASGI entry point."""
+"""ASGI entry point: ``uvicorn beluga_project.asgi:application`` (or daphne, hypercorn...).
+
+Async views use the executor's async twins (``await executor.aexecute(...)``, ``await
+handle.aresult()``): ``beluga_project/demo/views.py`` under ``/demo/async/``.
+"""
 
 import os
 

@@ -9,4 +9,6 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     # /api/workflows/..., /api/schema/ (OpenAPI 3) and /api/docs/ (Swagger UI).
     path("api/", include("beluga_workflows.api.urls")),
+    # Async views (ASGI): start, signal and await a demo workflow (beluga_project/demo/views.py).
+    path("demo/async/", include("beluga_project.demo.urls")),
 ]

@@ -50,3 +50,11 @@ def fulfil_order(ctx: WorkflowContext, event: dict) -> dict:
     return {"order_id": order.get("order_id"), "status": "shipped", "paid_at": paid.ts,
             "shipment": shipment}
 
+
+
+@workflow(name="demo.await_approval")
+def await_approval(ctx: WorkflowContext, request: dict | None = None) -> dict:
+    """Wait (up to a day) for the ``approval`` signal; say who approved the request. The async
+    demo views (``/demo/async/``) start it, signal it and await its result."""
+    approval = ctx.receive_signal("approval", timeout=timedelta(days=1))
+    return {"request": request, "approved_by": approval}
