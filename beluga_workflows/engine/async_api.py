@@ -5,11 +5,13 @@ handle ``await handle.aresult(timeout)`` and ``await handle.astatus()``: the sam
 their blocking twins, with the same arguments, results and errors, that never block the event
 loop.
 
-- Each store call runs in a thread through asgiref's ``sync_to_async(thread_sensitive=True)``,
-  as Django wants of code that touches the database from async code: inside a request served
-  by Django's ASGI handler that is the request's own thread (where its connection lives, and
-  closed at the end of the request), elsewhere one shared thread. asgiref is Django's own
-  dependency, not a face: the engine still imports no Django.
+- Each store call runs in one of ``ASYNC_THREADS`` (pre-started) threads of the twins' own pool (asgiref's
+  ``sync_to_async(thread_sensitive=False, executor=...)``), never on the event loop. Not in the
+  request's own thread: a site serving many requests at once would otherwise hold a database
+  connection per request in flight (100 awaiting requests, 100 connections); the pool's threads
+  keep one connection each, reused. No twin needs the request's transaction: Django keeps
+  transactions to sync code. asgiref is Django's own dependency, not a face: the engine still
+  imports no Django.
 - ``aresult`` holds no thread while it waits: it reads the run in short calls and sleeps on the
   event loop between them (``asyncio.sleep``, backing off from 5 ms to ``ARESULT_MAX_POLL``).
 - Cancelling the task that awaits never cancels the run: ``aresult``/``astatus`` only read, and
@@ -21,7 +23,10 @@ loop.
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -34,19 +39,39 @@ if TYPE_CHECKING:
     from .executor import WorkflowExecutor, WorkflowHandle
     from .types import Signal, WorkflowOptions, WorkflowState, WorkflowStatus
 
-__all__ = ["ARESULT_MAX_POLL", "AsyncExecutorOperations", "AsyncHandleOperations", "to_async"]
+__all__ = ["ARESULT_MAX_POLL", "ASYNC_THREADS", "AsyncExecutorOperations",
+           "AsyncHandleOperations", "to_async"]
 
 T = TypeVar("T")
 
+# Threads that run the twins' store calls (each keeps its own database connection).
+ASYNC_THREADS = 8
+_POOL: ThreadPoolExecutor | None = None
+_POOL_PID = 0
 # The longest pause of ``aresult`` between two reads of a run that is still open.
 ARESULT_MAX_POLL = 0.25
 _FIRST_POLL = 0.005
 
 
 def to_async(function: Callable[..., T]) -> Callable[..., Awaitable[T]]:
-    """``function`` as a coroutine function that runs it in a thread Django's database access
-    allows (see the module docstring)."""
-    return sync_to_async(function, thread_sensitive=True)
+    """``function`` as a coroutine function that runs it in the twins' thread pool (see the
+    module docstring)."""
+    return sync_to_async(function, thread_sensitive=False, executor=_pool())
+
+
+def _pool() -> ThreadPoolExecutor:
+    """The twins' threads, all started on first use (again in a forked process).
+
+    A thread a ``ThreadPoolExecutor`` starts later, from the event loop, holds the loop until
+    the new thread gets the GIL: tens of milliseconds while other threads are busy."""
+    global _POOL, _POOL_PID
+    if _POOL is None or os.getpid() != _POOL_PID:
+        pool = ThreadPoolExecutor(max_workers=ASYNC_THREADS, thread_name_prefix="beluga-async")
+        ready = threading.Barrier(ASYNC_THREADS)
+        for _ in range(ASYNC_THREADS):  # each waits for the others: one thread each
+            pool.submit(ready.wait, 5)
+        _POOL, _POOL_PID = pool, os.getpid()
+    return _POOL
 
 
 class AsyncExecutorOperations:
