@@ -84,7 +84,7 @@ def test_one_trace_from_the_caller_through_every_activation(traced):
     executor.signal(workflow_id, Signal(name="approval", payload="ann"))
     assert handle.result(timeout=10) == {"doubled": 42, "approval": "ann"}
 
-    spans = exporter.get_finished_spans()
+    spans = ended_run_spans(exporter, "completed")
     (execute,) = by_name(spans, "workflow.execute")
     assert execute.parent.span_id == request.get_span_context().span_id
     assert execute.kind is trace.SpanKind.CLIENT
@@ -111,6 +111,17 @@ def test_one_trace_from_the_caller_through_every_activation(traced):
     assert by_name(spans, "workflow.query")
 
 
+def ended_run_spans(exporter: InMemorySpanExporter, status: str) -> list:
+    """The finished spans once the run's last ``workflow.run`` span has ended too: the run's
+    end is written inside that activation, so ``result()`` can return just before it ends."""
+    def ended() -> list:
+        spans = exporter.get_finished_spans()
+        return spans if any(s.name == "workflow.run"
+                            and s.attributes.get("workflow.status") == status
+                            for s in spans) else []
+    return list(wait_until(ended, message=f"the {status} run's last workflow.run span"))
+
+
 def test_errors_are_recorded_on_their_spans(traced):
     executor, exporter, tracer = traced
     handle = executor.execute(refused, WorkflowOptions(id=unique("otel"), input=1))
@@ -119,7 +130,7 @@ def test_errors_are_recorded_on_their_spans(traced):
     with pytest.raises(WorkflowNotFoundError):
         executor.signal(unique("missing"), Signal(name="approval"))
 
-    spans = exporter.get_finished_spans()
+    spans = ended_run_spans(exporter, "failed")
     (attempt,) = by_name(spans, "activity.run")
     assert attempt.status.status_code is StatusCode.ERROR
     assert [e.attributes["exception.type"].rsplit(".", 1)[-1] for e in attempt.events] == [
