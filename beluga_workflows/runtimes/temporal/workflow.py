@@ -41,14 +41,15 @@ from ...engine.errors import (
 from ...engine.registry import get_workflow
 from ...engine.serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
 from .context import NeedOperation, Operation, Outcome, RunLog, TemporalContext
-from .mapping import temporal_retry
+from .mapping import RECORD_VALUE, temporal_retry
 
-__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "RECORD_VALUE", "BelugaWorkflow"]
+__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "LOCAL_ACTIVITIES_MEMO", "RECORD_VALUE", "BelugaWorkflow"]
 
 # Each attempt of an activity given no timeout may run this long (Temporal needs a bound).
 DEFAULT_ACTIVITY_TIMEOUT = 300.0
-# The local activity that records a side effect's value (it returns its input).
-RECORD_VALUE = "beluga.record_value"
+# The run's memo key saying which activities run as Temporal local activities (set by the
+# executor when it starts the run, so every replay of the run decides the same way).
+LOCAL_ACTIVITIES_MEMO = "beluga.local_activities"
 
 
 def _decode(args: Sequence[RawValue]) -> Any:
@@ -65,6 +66,7 @@ class BelugaWorkflow:
         self._signals: defaultdict[str, deque[Any]] = defaultdict(deque)
         self._log: RunLog | None = None
         self._started: dict[int, Any] = {}  # op -> the Temporal activity handle it started
+        self._local: bool | frozenset[str] = False  # which activities run as local activities
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -94,6 +96,8 @@ class BelugaWorkflow:
         log = self._log = RunLog(info.workflow_id, info.run_id, info.workflow_type,
                                  DEFAULT_MAX_PAYLOAD_BYTES)
         log.patches = _patch
+        local = workflow.memo_value(LOCAL_ACTIVITIES_MEMO, False)
+        self._local = frozenset(local) if isinstance(local, list) else bool(local)
         while True:
             ctx = TemporalContext(log)
             try:
@@ -134,7 +138,8 @@ class BelugaWorkflow:
     async def _do_activity(self, op: int, operation: Operation) -> Any:
         try:
             return await self._start(operation)
-        except TActivityError as exc:
+        # A local activity fails with its own error (no ActivityError around it).
+        except (TActivityError, ApplicationError, TTimeoutError, CancelledError) as exc:
             raise self._activity_failure(operation.name, exc) from None
 
     async def _do_start_activity(self, op: int, operation: Operation) -> None:
@@ -182,16 +187,29 @@ class BelugaWorkflow:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _is_local(self, operation: Operation) -> bool:
+        if operation.spec.get("queue"):  # another task queue: only a (remote) activity gets there
+            return False
+        local = self._local
+        return operation.name in local if isinstance(local, frozenset) else local
+
     def _start(self, operation: Operation) -> Any:
         spec = operation.spec
         timeout = spec["timeout"] or DEFAULT_ACTIVITY_TIMEOUT
+        if self._is_local(operation):
+            # In this worker, in the workflow task: no activity task round trip through the
+            # server; its outcome is a marker the workflow task's completion records.
+            return workflow.execute_local_activity(
+                operation.name, spec["input"], start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=temporal_retry(spec["retry"]))
         return workflow.execute_activity(
             operation.name, spec["input"], start_to_close_timeout=timedelta(seconds=timeout),
             retry_policy=temporal_retry(spec["retry"]), task_queue=spec.get("queue"))
 
     def _activity_failure(self, name: str, exc: BaseException) -> _Failed:
         """Our ``ActivityError`` for the SDK's (its cause: the activity's own error)."""
-        if isinstance(exc, TActivityError) and isinstance(exc.cause, CancelledError):
+        if isinstance(exc, CancelledError) or (isinstance(exc, TActivityError)
+                                                and isinstance(exc.cause, CancelledError)):
             raise asyncio.CancelledError()
         cause = exc.cause if isinstance(exc, TActivityError) else exc
         error, attempts = _cause_of(cause)
