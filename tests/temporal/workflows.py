@@ -202,7 +202,8 @@ def both_retrying(ctx: WorkflowContext, spec: dict) -> dict:
     try:
         return {"result": ctx.execute_activity(
             fails_until, spec, retry=RetryPolicy(max_attempts=spec["attempts"],
-                                                 initial_interval=0.05, backoff_coefficient=1.0))}
+                                                 initial_interval=spec.get("wait", 0.05),
+                                                 backoff_coefficient=1.0))}
     except ActivityError as exc:
         return {"attempts": exc.attempts, "cause": exc.cause["type"]}
 

@@ -197,6 +197,8 @@ def map_history(events: list[Any]) -> list[HistoryEvent]:
                 signal_payload=_first(attrs.input))
         elif kind == TEvent.EVENT_TYPE_MARKER_RECORDED:
             attrs = event.marker_recorded_event_attributes
+            if _marker_name(attrs) == f"patched:{WAIT_PATCH}":
+                continue  # ours: it guards the wait memo (workflow.py), not the user's patch
             local = _local_activity(attrs)
             if local is not None:  # one of ours run as a local activity: its whole life at once
                 name, attempt = local
@@ -250,6 +252,8 @@ def _since_started(out: list[HistoryEvent], op: int, event: Any) -> float | None
 
 # The local activity that records a side effect's value (it returns its input).
 RECORD_VALUE = "beluga.record_value"
+# The patch that guards the run's wait memo (workflow.py): left out of the histories we show.
+WAIT_PATCH = "beluga.wait-memo"
 
 
 def _local_activity(attrs: Any) -> tuple[str, int] | None:
@@ -265,7 +269,8 @@ def _local_activity(attrs: Any) -> tuple[str, int] | None:
 
 def _marker_name(attrs: Any) -> str:
     if attrs.marker_name == "core_patch":
-        patch = _first(attrs.details.get("patch_data")) if "patch_data" in attrs.details else None
+        key = next((k for k in ("patch-data", "patch_data") if k in attrs.details), None)
+        patch = _first(attrs.details[key]) if key is not None else None
         return f"patched:{patch.get('id')}" if isinstance(patch, dict) else "patched"
     return "side_effect" if attrs.marker_name == "core_local_activity" else attrs.marker_name
 

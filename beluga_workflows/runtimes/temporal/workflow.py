@@ -41,15 +41,20 @@ from ...engine.errors import (
 from ...engine.registry import get_workflow
 from ...engine.serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
 from .context import NeedOperation, Operation, Outcome, RunLog, TemporalContext
-from .mapping import RECORD_VALUE, temporal_retry
+from .mapping import RECORD_VALUE, WAIT_PATCH, temporal_retry
 
-__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "LOCAL_ACTIVITIES_MEMO", "RECORD_VALUE", "BelugaWorkflow"]
+__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "LOCAL_ACTIVITIES_MEMO", "RECORD_VALUE", "WAIT_MEMO",
+           "BelugaWorkflow"]
 
 # Each attempt of an activity given no timeout may run this long (Temporal needs a bound).
 DEFAULT_ACTIVITY_TIMEOUT = 300.0
 # The run's memo key saying which activities run as Temporal local activities (set by the
 # executor when it starts the run, so every replay of the run decides the same way).
 LOCAL_ACTIVITIES_MEMO = "beluga.local_activities"
+# The run's memo key holding what it waits for now, ``{"kind", "name", "until"}`` (the store's
+# wait_kind / wait_name / wait_until), upserted as each wait begins; and the patch that guards it
+# (runs started before it replay without it).
+WAIT_MEMO = "beluga.wait"
 
 
 def _decode(args: Sequence[RawValue]) -> Any:
@@ -66,7 +71,10 @@ class BelugaWorkflow:
         self._signals: defaultdict[str, deque[Any]] = defaultdict(deque)
         self._log: RunLog | None = None
         self._started: dict[int, Any] = {}  # op -> the Temporal activity handle it started
+        self._started_names: dict[int, str] = {}  # op -> the name of the activity it started
         self._local: bool | frozenset[str] = False  # which activities run as local activities
+        self._wait: dict[str, Any] | None = None  # the wait last put in the memo
+        self._wait_memo: bool | None = None  # whether this run records its waits (WAIT_PATCH)
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -124,6 +132,7 @@ class BelugaWorkflow:
         try:
             if kind == "continue":
                 workflow.continue_as_new(operation.spec["input"])
+            self._note_wait(operation)
             value = await getattr(self, f"_do_{kind}")(op, operation)
         except asyncio.CancelledError:
             if log.cancel_op is None:
@@ -144,6 +153,7 @@ class BelugaWorkflow:
 
     async def _do_start_activity(self, op: int, operation: Operation) -> None:
         self._started[op] = asyncio.ensure_future(self._start(operation))
+        self._started_names[op] = operation.name
 
     async def _do_gather(self, op: int, operation: Operation) -> list[tuple[bool, Any]]:
         tasks = [self._started[ref] for ref in operation.spec["ops"]]
@@ -186,6 +196,37 @@ class BelugaWorkflow:
             RECORD_VALUE, value, start_to_close_timeout=timedelta(seconds=30))
 
     # -- helpers ------------------------------------------------------------------------------
+
+    def _note_wait(self, operation: Operation) -> None:
+        """Put what the run is about to wait for in its memo (what the store shows as its
+        wait_kind / wait_name / wait_until); nothing for steps that do not wait on the server."""
+        kind, name, spec, until = operation.kind, operation.name, operation.spec, None
+        if kind == "activity" and not self._is_local(operation):
+            wait = "activity"
+        elif kind == "gather":
+            wait = "activity"
+            names = [log_name(self._log, ref) or self._started_names.get(ref, "")
+                     for ref in spec["ops"]]
+            name = ", ".join(sorted({n for n in names if n})) or name
+        elif kind == "signal":
+            wait = "signal"
+            if spec["timeout"] is not None:
+                until = workflow.now() + timedelta(seconds=spec["timeout"])
+            if self._signals[name]:  # already there: no wait
+                return
+        elif kind == "timer":
+            wait, until = "timer", workflow.now() + timedelta(seconds=spec["seconds"])
+        else:
+            return
+        value = {"kind": wait, "name": name if wait != "timer" else "sleep",
+                 "until": until.isoformat() if until is not None else None}
+        if value == self._wait:
+            return
+        if self._wait_memo is None:
+            self._wait_memo = workflow.patched(WAIT_PATCH)
+        if self._wait_memo:
+            self._wait = value
+            workflow.upsert_memo({WAIT_MEMO: value})
 
     def _is_local(self, operation: Operation) -> bool:
         if operation.spec.get("queue"):  # another task queue: only a (remote) activity gets there
