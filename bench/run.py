@@ -16,7 +16,9 @@ Run ``bin/bench`` (it starts PostgreSQL and Redis when they are not running, the
    run gathering 100 started activities against 100 runs of one activity each), worker
    memory over 20,000 workflows, the replay of a run with 10,000 recorded steps and the admin
    and API list pages at 100,000 runs, and the baseline (a chain of 10 trivial Celery tasks; a
-   1 s countdown for W3);
+   1 s countdown for W3); then, when the ``temporal`` extra is installed (and not
+   ``--skip-temporal``), W1 on Temporal (``bench/temporal.py``: a dev server the bench starts, one
+   worker process; with activities and with local activities);
 4. prints one table and writes every figure to ``var/bench/results-<time>.json``.
 
 Times are wall-clock on this machine, so the load of other processes shows in them: the table's
@@ -51,11 +53,13 @@ WORKERS = 2
 # most W1c's limit of 1000, so no W1c run ever waits for a slot).
 FULL = {"w1_latency": 200, "w1_throughput": 2000, "w1c_rounds": 4, "w1c_latency": 50,
         "w1c_throughput": 500, "w2": 100, "w3": 500, "w4": 100, "w5": 100, "w5_rounds": 3,
-        "memory": 20000, "replay_steps": 10000, "list_rows": 100000, "list_requests": 40}
+        "memory": 20000, "replay_steps": 10000, "list_rows": 100000, "list_requests": 40,
+        "temporal_latency": 20, "temporal_throughput": 200}
 QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency": 15,
          "w1c_throughput": 150, "w2": 30, "w3": 100, "w4": 30, "w5": 100, "w5_rounds": 3,
          "memory": 2000,
-         "replay_steps": 2000, "list_rows": 20000, "list_requests": 10}
+         "replay_steps": 2000, "list_rows": 20000, "list_requests": 10,
+         "temporal_latency": 10, "temporal_throughput": 50}
 # What ``--only`` can measure alone.
 ONLY = ("w3", "w5")
 # W1c may cost at most this much more than W1 (the flow-control issue's requirement).
@@ -667,7 +671,7 @@ class Bench:
                 INSERT INTO {table} (run_id, workflow_id, workflow_type, status, input, result,
                     error, created_at, updated_at, ended_at, deadline, queue, lease_owner,
                     lease_expires_at, version, wake_seq, wake_at, wait_kind, wait_name,
-                    wait_until, cancel_requested, last_event_id)
+                    wait_until, cancel_requested, last_event_id, parent_id)
                 SELECT md5('bulk' || g), 'bulk-' || lpad(g::text, 7, '0'),
                     (ARRAY['orders.process', 'reports.build', 'bench.w1'])[1 + g %% 3],
                     CASE WHEN g %% 50 = 0 THEN 'running' WHEN g %% 17 = 0 THEN 'failed'
@@ -677,7 +681,7 @@ class Bench:
                     CASE WHEN g %% 50 = 0 THEN NULL ELSE now() - make_interval(secs => g) END,
                     NULL, '', '', NULL, 3, 0, NULL,
                     CASE WHEN g %% 50 = 0 THEN 'signal' ELSE '' END,
-                    CASE WHEN g %% 50 = 0 THEN 'approval' ELSE '' END, NULL, false, 3
+                    CASE WHEN g %% 50 = 0 THEN 'approval' ELSE '' END, NULL, false, 3, ''
                 FROM generate_series(1, %s) AS g""", [fill])
             cursor.execute(f"ANALYZE {table}")
         total = WorkflowState.objects.count()
@@ -796,6 +800,7 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
                  " / ".join(f"{after.get(k, 0):.0f}" for k in pool) + " MB after",
                  f"+{growth:.1f} MB max", "flat (< +10%)", "-", "-",
                  met(all(after.get(k, 0) <= before[k] * 1.10 for k in pool))])
+    rows += temporal_rows(r, ms)
     headers = ["workload", "median", "p99", "throughput", "target", "baseline (Celery chain)",
                "ours/baseline", "met?"]
     widths = [max(len(str(row[i])) for row in [headers, *rows]) for i in range(len(headers))]
@@ -803,6 +808,24 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
              "|" + "|".join("-" * (w + 2) for w in widths) + "|"]
     lines += ["| " + " | ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)) + " |" for row in rows]
     return "\n".join(lines)
+
+
+def temporal_rows(r: dict[str, Any], ms: Callable[[float | None], str]) -> list[list[str]]:
+    """W1 on Temporal (activities, local activities) beside ours; the target is the peers'."""
+    t = r.get("temporal")
+    if not isinstance(t, dict):
+        return []
+    from bench.temporal import PEERS
+
+    rows = []
+    for key, label in (("activities", "activities"), ("local_activities", "local activities")):
+        row = t[key]
+        ok = row["median_ms"] <= PEERS["median_ms"] and row["wf_per_s"] >= PEERS["wf_per_s"]
+        rows.append([f"Temporal W1 latency + throughput ({label}, {row['runs']} wf)",
+                     ms(row["median_ms"]), ms(row["p99_ms"]), f"{row['wf_per_s']:.1f} wf/s",
+                     f"peers: ~{PEERS['median_ms']:.0f} ms, ~{PEERS['wf_per_s']:.0f} wf/s",
+                     "-", "-", ("yes" if ok else "NO") if key == "local_activities" else "-"])
+    return rows
 
 
 def w1c_text(c: dict[str, Any], elapsed: float) -> str:
@@ -883,6 +906,22 @@ def django_defaults(bench: Bench, procs: Processes, env: dict[str, str], log_dir
         f"({first:.0f}, {tuned:.0f} wf/s)")
 
 
+def temporal(results: dict[str, Any], sizes: dict[str, int], log_dir: Path,
+             target: str | None) -> None:
+    """W1 on Temporal into ``results["temporal"]`` (or why it was not measured)."""
+    from bench import temporal as on_temporal
+
+    reason = on_temporal.available()
+    if reason:
+        say(f"Temporal not measured: {reason}")
+        results["temporal"] = f"not measured: {reason}"
+        return
+    say("W1 on Temporal (bench/temporal.py)")
+    results["temporal"] = on_temporal.measure_temporal(
+        log_dir, latency_runs=sizes["temporal_latency"], runs=sizes["temporal_throughput"],
+        target=target)
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 def main(argv: list[str] | None = None) -> int:
@@ -899,6 +938,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--count-statements", action="store_true",
                         help="the workers count their SQL statements (a Redis round trip each, "
                              "so times are slower): W5 prints them per run")
+    parser.add_argument("--skip-temporal", action="store_true",
+                        help="do not measure W1 on Temporal (measured when the temporal extra "
+                             "is installed)")
+    parser.add_argument("--temporal-target", metavar="HOST:PORT",
+                        help="measure Temporal on this running server instead of a dev server "
+                             "the bench starts")
     parser.add_argument("--django-defaults", action="store_true",
                         help="also measure W1 throughput with workers on Django's default "
                              "settings (CONN_MAX_AGE=0, no health checks, DEBUG=True, Celery's "
@@ -961,6 +1006,8 @@ def main(argv: list[str] | None = None) -> int:
         bench.memory(done)
         bench.replay()
         bench.lists()
+        if not args.skip_temporal:
+            temporal(results, sizes, log_dir, args.temporal_target)
         if args.django_defaults:
             django_defaults(bench, procs, env, log_dir, redis_client)
         results["elapsed_s"] = time.monotonic() - bench_started

@@ -16,7 +16,7 @@ shows each, ``load`` the newest.
 from __future__ import annotations
 
 import contextlib
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from ..engine.errors import StoreError
@@ -107,8 +107,8 @@ class TemporalStore(WorkflowStore):
 
     def list(self, filter: WorkflowFilter | None = None) -> list[WorkflowState]:
         """Runs matching ``filter`` in Temporal's order (see the module docstring), without
-        histories. A ``wait_kind`` filter matches nothing: Temporal does not say what an open
-        run waits for."""
+        histories (open runs with the wait their memo records). A ``wait_kind`` filter matches
+        nothing: visibility cannot query a memo."""
         filter = filter or WorkflowFilter()
         if filter.wait_kind:
             return []
@@ -230,7 +230,46 @@ def _listed(execution: Any) -> WorkflowState:
         workflow_id=execution.id, run_id=execution.run_id, workflow_type=execution.workflow_type,
         status=status, created_at=execution.start_time,
         updated_at=execution.close_time or execution.start_time, ended_at=execution.close_time,
-        queue=execution.task_queue, parent_id=execution.parent_id or "")
+        queue=execution.task_queue, parent_id=execution.parent_id or "",
+        **(_wait_of(execution) if status is WorkflowStatus.RUNNING else {}))
+
+
+def _wait_of(execution: Any) -> dict[str, Any]:
+    """``wait_kind``, ``wait_name``, ``wait_until`` from the run's wait memo (what its workflow
+    put there as its current wait began: ``activity``, ``signal`` or ``timer``)."""
+    from ..runtimes.temporal.mapping import decode_payloads
+    from ..runtimes.temporal.workflow import WAIT_MEMO
+
+    raw = getattr(execution, "raw_info", None)
+    fields = raw.memo.fields if raw is not None else {}
+    if WAIT_MEMO not in fields:
+        return {}
+    values = decode_payloads([fields[WAIT_MEMO]])
+    wait = values[0] if values else None
+    if not isinstance(wait, dict) or not wait.get("kind"):
+        return {}
+    until = wait.get("until")
+    try:
+        wait_until = datetime.fromisoformat(until) if isinstance(until, str) else None
+    except ValueError:
+        wait_until = None
+    return {"wait_kind": str(wait["kind"]), "wait_name": str(wait.get("name") or ""),
+            "wait_until": wait_until}
+
+
+def _retrying(state: WorkflowState, pending: Any) -> None:
+    """A pending activity between attempts is a ``retry`` wait until its next attempt; one a
+    worker has started is ``working``."""
+    from temporalio.api.enums.v1 import PendingActivityState
+
+    for activity in pending:
+        if activity.HasField("next_attempt_schedule_time") and activity.attempt > 1:
+            state.wait_kind, state.wait_name = "retry", activity.activity_type.name
+            state.wait_until = activity.next_attempt_schedule_time.ToDatetime().replace(
+                tzinfo=timezone.utc)
+            return
+    if any(a.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED for a in pending):
+        state.wait_kind, state.wait_until = "working", None
 
 
 def _state(described: Any, events: list[Any], with_history: bool) -> WorkflowState:
@@ -250,5 +289,7 @@ def _state(described: Any, events: list[Any], with_history: bool) -> WorkflowSta
         state.result = last.result if last.type is EventType.WORKFLOW_COMPLETED else None
         state.error = last.error
     state.cancel_requested = any(e.type is EventType.CANCEL_REQUESTED for e in history)
+    if state.is_open and state.wait_kind == "activity":
+        _retrying(state, described.raw_description.pending_activities)
     state.history = history if with_history else []
     return state

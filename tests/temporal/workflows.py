@@ -9,8 +9,11 @@ from __future__ import annotations
 import os
 import time
 from datetime import timedelta
+from pathlib import Path
 
 from beluga_workflows import (
+    ActivityError,
+    NonRetryableError,
     RetryPolicy,
     SignalTimeoutError,
     WorkflowCanceledError,
@@ -160,3 +163,86 @@ def steps(ctx: WorkflowContext, data: dict) -> list:
                                               "seconds": data.get("seconds", 0.4)},
                                  timeout=data.get("timeout", 3))
             for step in range(data["steps"])]
+
+
+# -- the engine's behaviour, on both backends (test_engine_behaviour.py) ----------------------
+
+@activity
+def tally(data: dict) -> str:
+    note(f"tally {data['id']}")
+    return "tallied"
+
+
+@workflow(name="both.collect")
+def both_collect(ctx: WorkflowContext, spec: dict) -> dict:
+    """Prepares once, then takes ``count`` signals of each name, in the order of ``names``."""
+    ctx.execute_activity(tally, {"id": spec["id"]})
+    received: dict[str, list] = {name: [] for name in spec["names"]}
+    for _ in range(spec["count"]):
+        for name in spec["names"]:
+            received[name].append(ctx.receive_signal(name))
+    return received
+
+
+@activity
+def fails_until(data: dict) -> str:
+    """Fails its first ``fail`` calls (counted in the ledger) with ``data["error"]``."""
+    note(f"try {data['id']}")
+    path = os.environ.get("BELUGA_TEST_TEMPORAL_LEDGER", "")
+    tries = Path(path).read_text().splitlines().count(f"try {data['id']}") if path else 1
+    if tries <= data["fail"]:
+        if data.get("error") == "non_retryable":
+            raise NonRetryableError(f"attempt {tries} refuses for good")
+        raise ConnectionError(f"attempt {tries} refuses")
+    return f"ok after {tries}"
+
+
+@workflow(name="both.retrying")
+def both_retrying(ctx: WorkflowContext, spec: dict) -> dict:
+    try:
+        return {"result": ctx.execute_activity(
+            fails_until, spec, retry=RetryPolicy(max_attempts=spec["attempts"],
+                                                 initial_interval=spec.get("wait", 0.05),
+                                                 backoff_coefficient=1.0))}
+    except ActivityError as exc:
+        return {"attempts": exc.attempts, "cause": exc.cause["type"]}
+
+
+@workflow(name="both.timed")
+def both_timed(ctx: WorkflowContext, seconds: float) -> float:
+    start = ctx.now()
+    ctx.sleep(seconds)
+    return (ctx.now() - start).total_seconds()
+
+
+@workflow(name="both.fan_out")
+def both_fan_out(ctx: WorkflowContext, spec: dict) -> list:
+    futures = [ctx.start_activity(tally, {"id": f"{spec['id']}-{n}"}) for n in range(spec["n"])]
+    futures.append(ctx.start_activity(fails_until, {"id": spec["id"], "fail": 99,
+                                                    "error": "non_retryable"}))
+    results = ctx.gather(*futures, return_exceptions=True)
+    return [r if isinstance(r, str) else type(r).__name__ for r in results]
+
+
+@workflow(name="both.effects")
+def both_effects(ctx: WorkflowContext, data: dict) -> dict:
+    token = ctx.side_effect(lambda: (note(f"effect {data['id']}"), data["id"])[1])
+    ctx.set_query_handler("stage", lambda: {"token": token})
+    answer = ctx.receive_signal("go")
+    return {"token": token, "answer": answer}
+
+
+@workflow(name="both.counting")
+def both_counting(ctx: WorkflowContext, n: int) -> int:
+    if n > 0:
+        ctx.continue_as_new(n - 1)
+    return 0
+
+
+@workflow(name="both.cancel_wait")
+def both_cancel_wait(ctx: WorkflowContext, data: dict) -> str:
+    try:
+        return ctx.receive_signal("never")
+    except WorkflowCanceledError:
+        ctx.execute_activity(clean_up, {"id": data["id"], "after": "signal"})
+        raise

@@ -8,6 +8,14 @@ custom queries are Temporal's; ``status``/``result``/``history`` and handles rea
 through the read-only ``TemporalStore`` over the same connection (``executor.store``, whatever
 ``STORE`` says: the runs live in Temporal).
 
+``"local_activities": True`` (or a list of activity names) runs those activities as Temporal
+*local activities*: in the worker that runs the workflow task, recorded as markers when the task
+completes, without a round trip through the server per activity (W1: ~35-50 ms instead of ~550
+ms). The choice is made when a run starts (the run's memo), so a run replays the same way after
+the setting changes. What a local activity gives up: it is not visible to Temporal while it runs,
+it cannot go to another task queue (``queue`` makes it a normal activity) and, after a worker
+crash, every local activity since the run's last completed workflow task runs again.
+
 What the engine's other runtimes do and this one leaves to Temporal or refuses: timers, retries
 and recovery are Temporal's (``recover``/``sweep`` schedule nothing); events, flow control,
 child workflows, human activities, ``resume`` and ``fork`` are not available (a clear error);
@@ -41,6 +49,7 @@ from ...engine.types import Signal, WorkflowOptions, WorkflowState, WorkflowStat
 from ...stores.base import already_open
 from ...stores.temporal import TemporalStore
 from .connection import connection_for
+from .workflow import LOCAL_ACTIVITIES_MEMO
 
 __all__ = ["TemporalExecutor"]
 
@@ -59,10 +68,21 @@ class TemporalExecutor(WorkflowExecutor):
     dispatch_verb = "left to Temporal"
 
     def __init__(self, *, target: str = "127.0.0.1:7233", namespace: str = "default",
-                 task_queue: str = "beluga", store: Any = None, **options: Any) -> None:
+                 task_queue: str = "beluga", store: Any = None,
+                 local_activities: bool | list[str] | tuple[str, ...] = False,
+                 **options: Any) -> None:
         super().__init__(store=None, **options)
         if not isinstance(task_queue, str) or not task_queue:
             raise InvalidInputError("task_queue must be a non-empty string")
+        if isinstance(local_activities, (list, tuple)):
+            if not all(isinstance(name, str) and name for name in local_activities):
+                raise InvalidInputError("local_activities must be True, False or a list of "
+                                        "activity names")
+            local_activities = sorted(set(local_activities))
+        elif not isinstance(local_activities, bool):
+            raise InvalidInputError("local_activities must be True, False or a list of activity "
+                                    "names")
+        self.local_activities: bool | list[str] = local_activities
         self.target, self.namespace, self.task_queue = target, namespace, task_queue
         self.connection = connection_for(target, namespace)
         self._temporal_store = (store if isinstance(store, TemporalStore)
@@ -134,6 +154,8 @@ class TemporalExecutor(WorkflowExecutor):
                 handle = await client.start_workflow(
                     type_name, data, id=workflow_id, task_queue=queue or self.task_queue,
                     execution_timeout=timedelta(seconds=timeout) if timeout else None,
+                    memo=({LOCAL_ACTIVITIES_MEMO: self.local_activities}
+                          if self.local_activities else None),
                     rpc_timeout=self.connection.timeout)
             except WorkflowAlreadyStartedError as exc:
                 raise already_open(workflow_id, exc.run_id or "?") from None

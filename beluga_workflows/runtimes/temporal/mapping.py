@@ -132,8 +132,9 @@ def _seconds(duration: Any) -> float | None:
 def map_history(events: list[Any]) -> list[HistoryEvent]:
     """Our history for a run's Temporal events, numbered from 1.
 
-    Workflow task events are left out; an activity's scheduling, start and end, timers,
-    signals, markers (side effects and patches), the cancel request and the run's start and
+    Workflow task events are left out; an activity's scheduling, start and end (a local
+    activity's marker: its scheduling and end), timers, signals, markers (side effects and
+    patches), the cancel request and the run's start and
     end map to our event types. ``op`` ties the events of one activity or timer together (the
     Temporal event id that scheduled it). Temporal writes an activity's start only once it
     ended (with the last attempt's number): earlier failed attempts leave no event.
@@ -196,6 +197,19 @@ def map_history(events: list[Any]) -> list[HistoryEvent]:
                 signal_payload=_first(attrs.input))
         elif kind == TEvent.EVENT_TYPE_MARKER_RECORDED:
             attrs = event.marker_recorded_event_attributes
+            if _marker_name(attrs) == f"patched:{WAIT_PATCH}":
+                continue  # ours: it guards the wait memo (workflow.py), not the user's patch
+            local = _local_activity(attrs)
+            if local is not None:  # one of ours run as a local activity: its whole life at once
+                name, attempt = local
+                add(EventType.ACTIVITY_SCHEDULED, event, activity_name=name, op=event.event_id)
+                if attrs.HasField("failure"):
+                    add(EventType.ACTIVITY_FAILED, event, activity_name=name, attempt=attempt,
+                        error=failure_error(attrs.failure), op=event.event_id)
+                else:
+                    add(EventType.ACTIVITY_COMPLETED, event, activity_name=name, attempt=attempt,
+                        result=_marker_value(attrs), op=event.event_id)
+                continue
             add(EventType.SIDE_EFFECT_RECORDED, event, activity_name=_marker_name(attrs),
                 result=_marker_value(attrs))
         elif kind == TEvent.EVENT_TYPE_WORKFLOW_EXECUTION_CANCEL_REQUESTED:
@@ -236,9 +250,27 @@ def _since_started(out: list[HistoryEvent], op: int, event: Any) -> float | None
     return None
 
 
+# The local activity that records a side effect's value (it returns its input).
+RECORD_VALUE = "beluga.record_value"
+# The patch that guards the run's wait memo (workflow.py): left out of the histories we show.
+WAIT_PATCH = "beluga.wait-memo"
+
+
+def _local_activity(attrs: Any) -> tuple[str, int] | None:
+    """``(activity name, attempt)`` of a local activity marker of one of our activities (not
+    ``side_effect``'s), else ``None``."""
+    if attrs.marker_name != "core_local_activity" or "data" not in attrs.details:
+        return None
+    data = _first(attrs.details["data"])
+    if not isinstance(data, dict) or data.get("activity_type") in (None, RECORD_VALUE):
+        return None
+    return str(data["activity_type"]), int(data.get("attempt") or 1)
+
+
 def _marker_name(attrs: Any) -> str:
     if attrs.marker_name == "core_patch":
-        patch = _first(attrs.details.get("patch_data")) if "patch_data" in attrs.details else None
+        key = next((k for k in ("patch-data", "patch_data") if k in attrs.details), None)
+        patch = _first(attrs.details[key]) if key is not None else None
         return f"patched:{patch.get('id')}" if isinstance(patch, dict) else "patched"
     return "side_effect" if attrs.marker_name == "core_local_activity" else attrs.marker_name
 

@@ -38,7 +38,8 @@ def build_worker(client: Client, task_queue: str, *, max_workers: int = 8,
     worker = Worker(
         client, task_queue=task_queue, workflows=[BelugaWorkflow],
         activities=[run_activity, record_value], activity_executor=pool,
-        max_concurrent_activities=max_workers, workflow_runner=UnsandboxedWorkflowRunner(),
+        max_concurrent_activities=max_workers, max_concurrent_local_activities=max_workers,
+        workflow_runner=UnsandboxedWorkflowRunner(),
         workflow_failure_exception_types=[NondeterminismError], **options)
     return worker, pool
 

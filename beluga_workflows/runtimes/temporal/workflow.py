@@ -41,14 +41,20 @@ from ...engine.errors import (
 from ...engine.registry import get_workflow
 from ...engine.serialization import DEFAULT_MAX_PAYLOAD_BYTES, to_json_value
 from .context import NeedOperation, Operation, Outcome, RunLog, TemporalContext
-from .mapping import temporal_retry
+from .mapping import RECORD_VALUE, WAIT_PATCH, temporal_retry
 
-__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "RECORD_VALUE", "BelugaWorkflow"]
+__all__ = ["DEFAULT_ACTIVITY_TIMEOUT", "LOCAL_ACTIVITIES_MEMO", "RECORD_VALUE", "WAIT_MEMO",
+           "BelugaWorkflow"]
 
 # Each attempt of an activity given no timeout may run this long (Temporal needs a bound).
 DEFAULT_ACTIVITY_TIMEOUT = 300.0
-# The local activity that records a side effect's value (it returns its input).
-RECORD_VALUE = "beluga.record_value"
+# The run's memo key saying which activities run as Temporal local activities (set by the
+# executor when it starts the run, so every replay of the run decides the same way).
+LOCAL_ACTIVITIES_MEMO = "beluga.local_activities"
+# The run's memo key holding what it waits for now, ``{"kind", "name", "until"}`` (the store's
+# wait_kind / wait_name / wait_until), upserted as each wait begins; and the patch that guards it
+# (runs started before it replay without it).
+WAIT_MEMO = "beluga.wait"
 
 
 def _decode(args: Sequence[RawValue]) -> Any:
@@ -65,6 +71,10 @@ class BelugaWorkflow:
         self._signals: defaultdict[str, deque[Any]] = defaultdict(deque)
         self._log: RunLog | None = None
         self._started: dict[int, Any] = {}  # op -> the Temporal activity handle it started
+        self._started_names: dict[int, str] = {}  # op -> the name of the activity it started
+        self._local: bool | frozenset[str] = False  # which activities run as local activities
+        self._wait: dict[str, Any] | None = None  # the wait last put in the memo
+        self._wait_memo: bool | None = None  # whether this run records its waits (WAIT_PATCH)
 
     @workflow.signal(dynamic=True)
     def on_signal(self, name: str, args: Sequence[RawValue]) -> None:
@@ -94,6 +104,8 @@ class BelugaWorkflow:
         log = self._log = RunLog(info.workflow_id, info.run_id, info.workflow_type,
                                  DEFAULT_MAX_PAYLOAD_BYTES)
         log.patches = _patch
+        local = workflow.memo_value(LOCAL_ACTIVITIES_MEMO, False)
+        self._local = frozenset(local) if isinstance(local, list) else bool(local)
         while True:
             ctx = TemporalContext(log)
             try:
@@ -120,6 +132,7 @@ class BelugaWorkflow:
         try:
             if kind == "continue":
                 workflow.continue_as_new(operation.spec["input"])
+            self._note_wait(operation)
             value = await getattr(self, f"_do_{kind}")(op, operation)
         except asyncio.CancelledError:
             if log.cancel_op is None:
@@ -134,11 +147,13 @@ class BelugaWorkflow:
     async def _do_activity(self, op: int, operation: Operation) -> Any:
         try:
             return await self._start(operation)
-        except TActivityError as exc:
+        # A local activity fails with its own error (no ActivityError around it).
+        except (TActivityError, ApplicationError, TTimeoutError, CancelledError) as exc:
             raise self._activity_failure(operation.name, exc) from None
 
     async def _do_start_activity(self, op: int, operation: Operation) -> None:
         self._started[op] = asyncio.ensure_future(self._start(operation))
+        self._started_names[op] = operation.name
 
     async def _do_gather(self, op: int, operation: Operation) -> list[tuple[bool, Any]]:
         tasks = [self._started[ref] for ref in operation.spec["ops"]]
@@ -182,16 +197,60 @@ class BelugaWorkflow:
 
     # -- helpers ------------------------------------------------------------------------------
 
+    def _note_wait(self, operation: Operation) -> None:
+        """Put what the run is about to wait for in its memo (what the store shows as its
+        wait_kind / wait_name / wait_until); nothing for steps that do not wait on the server."""
+        kind, name, spec, until = operation.kind, operation.name, operation.spec, None
+        if kind == "activity" and not self._is_local(operation):
+            wait = "activity"
+        elif kind == "gather":
+            wait = "activity"
+            names = [log_name(self._log, ref) or self._started_names.get(ref, "")
+                     for ref in spec["ops"]]
+            name = ", ".join(sorted({n for n in names if n})) or name
+        elif kind == "signal":
+            wait = "signal"
+            if spec["timeout"] is not None:
+                until = workflow.now() + timedelta(seconds=spec["timeout"])
+            if self._signals[name]:  # already there: no wait
+                return
+        elif kind == "timer":
+            wait, until = "timer", workflow.now() + timedelta(seconds=spec["seconds"])
+        else:
+            return
+        value = {"kind": wait, "name": name if wait != "timer" else "sleep",
+                 "until": until.isoformat() if until is not None else None}
+        if value == self._wait:
+            return
+        if self._wait_memo is None:
+            self._wait_memo = workflow.patched(WAIT_PATCH)
+        if self._wait_memo:
+            self._wait = value
+            workflow.upsert_memo({WAIT_MEMO: value})
+
+    def _is_local(self, operation: Operation) -> bool:
+        if operation.spec.get("queue"):  # another task queue: only a (remote) activity gets there
+            return False
+        local = self._local
+        return operation.name in local if isinstance(local, frozenset) else local
+
     def _start(self, operation: Operation) -> Any:
         spec = operation.spec
         timeout = spec["timeout"] or DEFAULT_ACTIVITY_TIMEOUT
+        if self._is_local(operation):
+            # In this worker, in the workflow task: no activity task round trip through the
+            # server; its outcome is a marker the workflow task's completion records.
+            return workflow.execute_local_activity(
+                operation.name, spec["input"], start_to_close_timeout=timedelta(seconds=timeout),
+                retry_policy=temporal_retry(spec["retry"]))
         return workflow.execute_activity(
             operation.name, spec["input"], start_to_close_timeout=timedelta(seconds=timeout),
             retry_policy=temporal_retry(spec["retry"]), task_queue=spec.get("queue"))
 
     def _activity_failure(self, name: str, exc: BaseException) -> _Failed:
         """Our ``ActivityError`` for the SDK's (its cause: the activity's own error)."""
-        if isinstance(exc, TActivityError) and isinstance(exc.cause, CancelledError):
+        if isinstance(exc, CancelledError) or (isinstance(exc, TActivityError)
+                                                and isinstance(exc.cause, CancelledError)):
             raise asyncio.CancelledError()
         cause = exc.cause if isinstance(exc, TActivityError) else exc
         error, attempts = _cause_of(cause)
