@@ -44,7 +44,12 @@ def test_bin_run_on_a_fresh_clone_runs_a_workflow_started_from_the_admin(tmp_pat
     port = _free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("BELUGA_", "CELERY_", "DJANGO_", "DATABASE_URL"))}
-    env.update({"BELUGA_PORT": str(port), "PYTHON": sys.executable, "PYTHONPATH": ""})
+    env.update({"BELUGA_PORT": str(port), "PYTHON": sys.executable, "PYTHONPATH": "",
+                "DJANGO_SETTINGS_MODULE": "beluga_project.settings"})
+    # bin/setup.sh installs the project when this import fails: refuse to let it (see above).
+    imports = subprocess.run(["bash", "-c", ". bin/setup.sh >/dev/null; $PY -c \"import $DEV_IMPORTS\""],
+                             cwd=clone, env=env, capture_output=True, text=True)
+    assert imports.returncode == 0, imports.stderr
     log = open(tmp_path / "run.log", "wb")  # noqa: SIM115 - closed below
     proc = subprocess.Popen(["bin/run"], cwd=clone, env=env, stdout=log,
                             stderr=subprocess.STDOUT, start_new_session=True)
@@ -66,7 +71,7 @@ def test_bin_run_on_a_fresh_clone_runs_a_workflow_started_from_the_admin(tmp_pat
                                              "csrfmiddlewaretoken": token, "next": "/admin/"})
             add = "/admin/beluga_workflows/workflowstate/add/"
             page = http.get(add)
-            assert page.status_code == 200, page.text[:500]
+            assert page.status_code == 200, page.headers.get("location")
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
             started = http.post(add, data={"workflow_type": "demo.hello", "id": "from-admin",
                                            "input": '"admin"', "timeout": "",
