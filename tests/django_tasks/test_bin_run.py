@@ -69,7 +69,7 @@ def test_bin_run_on_a_fresh_clone_runs_a_workflow_started_from_the_admin(tmp_pat
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
             http.post("/admin/login/", data={"username": "admin", "password": "admin",
                                              "csrfmiddlewaretoken": token, "next": "/admin/"})
-            add = "/admin/beluga_workflows/workflowstate/add/"
+            add = "/admin/beluga_workflows/workflowstate/start/"
             page = http.get(add)
             assert page.status_code == 200, page.headers.get("location")
             token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
