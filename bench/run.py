@@ -966,7 +966,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.django_defaults:
             django_defaults(bench, procs, env, log_dir, redis_client)
         if not args.skip_django_tasks:  # last: it stops the Celery workers
-            from bench.django_tasks import measure_w1
+            from bench.tasks_runtime import measure_w1
 
             results["django_tasks"] = measure_w1(bench, env, log_dir, REPO, WORKERS, say, pct,
                                                  summary)

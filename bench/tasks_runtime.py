@@ -1,5 +1,7 @@
 """W1 on the django_tasks executor, beside Celery's in the same bench run (``bench/run.py``).
 
+(Not named django_tasks.py: bench/ is on sys.path when bench/run.py runs, and would shadow it.)
+
 After the Celery workloads, the Celery workers are stopped and 2 ``manage.py db_worker``
 processes (the ORM task backend of ``django-tasks-db``, on the same PostgreSQL database, no
 broker) take their place; the client enqueues with a ``DjangoTasksExecutor``. The same W1 latency
