@@ -7,7 +7,6 @@ import pytest
 from django.core import checks
 from django.test import override_settings
 
-
 DB = {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}
 IMMEDIATE = {"BACKEND": "django_tasks.backends.immediate.ImmediateBackend"}
 
