@@ -667,7 +667,7 @@ class Bench:
                 INSERT INTO {table} (run_id, workflow_id, workflow_type, status, input, result,
                     error, created_at, updated_at, ended_at, deadline, queue, lease_owner,
                     lease_expires_at, version, wake_seq, wake_at, wait_kind, wait_name,
-                    wait_until, cancel_requested, last_event_id)
+                    wait_until, cancel_requested, last_event_id, parent_id)
                 SELECT md5('bulk' || g), 'bulk-' || lpad(g::text, 7, '0'),
                     (ARRAY['orders.process', 'reports.build', 'bench.w1'])[1 + g %% 3],
                     CASE WHEN g %% 50 = 0 THEN 'running' WHEN g %% 17 = 0 THEN 'failed'
@@ -677,7 +677,7 @@ class Bench:
                     CASE WHEN g %% 50 = 0 THEN NULL ELSE now() - make_interval(secs => g) END,
                     NULL, '', '', NULL, 3, 0, NULL,
                     CASE WHEN g %% 50 = 0 THEN 'signal' ELSE '' END,
-                    CASE WHEN g %% 50 = 0 THEN 'approval' ELSE '' END, NULL, false, 3
+                    CASE WHEN g %% 50 = 0 THEN 'approval' ELSE '' END, NULL, false, 3, ''
                 FROM generate_series(1, %s) AS g""", [fill])
             cursor.execute(f"ANALYZE {table}")
         total = WorkflowState.objects.count()
