@@ -26,8 +26,7 @@ def measure_w1(bench: Any, env: dict[str, str], log_dir: Path, repo: Path, worke
     from beluga_workflows.runtimes.django_tasks import DjangoTasksExecutor
 
     bench.procs.stop()
-    worker_env = {**env, "BELUGA_EXECUTOR": "django_tasks"}
-    worker_env.pop("CELERY_BROKER_URL", None)
+    worker_env = {**env, "BELUGA_EXECUTOR": "django_tasks"}  # chosen outright: no broker used
     procs = []
     for i in range(workers):
         log = open(log_dir / f"db_worker-{i}.log", "ab")  # noqa: SIM115 - closed below
