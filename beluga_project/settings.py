@@ -1,8 +1,10 @@
 """Settings of the example project, read from the environment through django-environ.
 
-With no environment at all it runs embedded: SQLite in ``var/`` and a Celery broker on the local
-file system, so ``bin/run`` works on a fresh machine with no servers. Set ``DATABASE_URL`` and
-``CELERY_BROKER_URL`` (and ``REDIS_URL``/``NATS_URL``/``BELUGA_STORE``...) for production.
+With no environment at all it runs embedded: SQLite in ``var/`` and the ``django_tasks`` executor
+on the ORM task backend (``manage.py db_worker``), so ``bin/run`` works on a fresh machine with no
+servers. Set ``DATABASE_URL`` and ``CELERY_BROKER_URL`` (and ``REDIS_URL``/``NATS_URL``/
+``BELUGA_STORE``...) for production: with a broker configured the executor is Celery.
+``BELUGA_EXECUTOR`` chooses it outright (``celery``, ``django_tasks``, ``local``).
 """
 
 import importlib.util
@@ -18,7 +20,6 @@ env = environ.Env(
     DEBUG=(bool, True),
     ALLOWED_HOSTS=(list, ["*"]),
     BELUGA_STORE=(str, "django"),
-    BELUGA_EXECUTOR=(str, "celery"),
     BELUGA_LEASE_SECONDS=(float, 30.0),
     BELUGA_RECOVER_INTERVAL=(float, 5.0),
 )
@@ -42,6 +43,11 @@ INSTALLED_APPS = [
     "beluga_workflows",
     "beluga_project.demo",
 ]
+# Django's Tasks framework (the tasks extra): the django_tasks executor's queue in this database.
+_HAS_DJANGO_TASKS = importlib.util.find_spec("django_tasks_db") is not None
+if _HAS_DJANGO_TASKS:
+    INSTALLED_APPS += ["django_tasks", "django_tasks_db"]
+    TASKS = {"default": {"BACKEND": "django_tasks_db.DatabaseBackend", "QUEUES": []}}
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
@@ -107,6 +113,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 
 # -- Celery -----------------------------------------------------------------------------------------
+_BROKER_CONFIGURED = bool(env.str("CELERY_BROKER_URL", default=""))
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default="filesystem://")
 if CELERY_BROKER_URL.startswith("filesystem://"):
     _broker_dir = VAR_DIR / "broker"
@@ -158,9 +165,14 @@ _STORE_OPTIONS = {
     },
 }
 
+# Celery where a broker is configured (production), else Django's Tasks framework on this
+# database when installed (no broker at all), else Celery on the file-system broker.
+_EXECUTOR = env.str("BELUGA_EXECUTOR", default="") or (
+    "django_tasks" if _HAS_DJANGO_TASKS and not _BROKER_CONFIGURED else "celery")
+
 BELUGA_WORKFLOWS = {
     "STORE": {"BACKEND": env("BELUGA_STORE"), "OPTIONS": _STORE_OPTIONS.get(env("BELUGA_STORE"), {})},
-    "EXECUTOR": {"BACKEND": env("BELUGA_EXECUTOR"), "OPTIONS": {}},
+    "EXECUTOR": {"BACKEND": _EXECUTOR, "OPTIONS": {}},
     "HOOKS": [],
     "LEASE_SECONDS": env("BELUGA_LEASE_SECONDS"),
     "RECOVER_INTERVAL": env("BELUGA_RECOVER_INTERVAL"),

@@ -15,6 +15,7 @@ def check_settings(app_configs=None, **kwargs):
     (``E001``) or reached (``E004``) or lacks what a multi-process executor needs (``W001``),
     an unregistered executor (``E002``), Celery not installed for the celery executor
     (``E005``), the temporal extra missing (``E009``) or its server unreachable (``E010``),
+    the django_tasks combination (``E020``-``E022``, ``W020``, ``W021``),
     a lease that is not a positive number (``E003``), a ``RETENTION`` that is not a positive
     duration or that the store cannot purge (``E007``), a bad ``MAX_HISTORY_EVENTS``
     (``E008``).
@@ -35,6 +36,10 @@ def check_settings(app_configs=None, **kwargs):
         errors += _check_celery()
     elif backend == "temporal":
         errors += _check_temporal(executor.get("OPTIONS") or {})
+    elif backend == "django_tasks":
+        from .runtimes.django_tasks import check_django_tasks
+
+        errors += check_django_tasks(executor.get("OPTIONS") or {})
     errors += _check_retention(workflow_settings)
     lease = workflow_settings.LEASE_SECONDS
     if not isinstance(lease, (int, float)) or lease <= 0:

@@ -929,6 +929,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="a smaller run (about 2 minutes)")
     parser.add_argument("--keep-db", action="store_true", help="keep the beluga_bench database")
     parser.add_argument("--skip-baseline", action="store_true", help="measure only ours")
+    parser.add_argument("--skip-django-tasks", action="store_true",
+                        help="skip W1 on the django_tasks executor (db_worker processes)")
     parser.add_argument("--only", choices=ONLY, metavar="WORKLOAD", action="append",
                         help="measure only this workload (after the workers' warm-up; repeat "
                              "for several, in that order), print its figures and no table: "
@@ -1010,6 +1012,11 @@ def main(argv: list[str] | None = None) -> int:
             temporal(results, sizes, log_dir, args.temporal_target)
         if args.django_defaults:
             django_defaults(bench, procs, env, log_dir, redis_client)
+        if not args.skip_django_tasks:  # last: it stops the Celery workers
+            from bench.tasks_runtime import measure_w1
+
+            results["django_tasks"] = measure_w1(bench, env, log_dir, REPO, WORKERS, say, pct,
+                                                 summary)
         results["elapsed_s"] = time.monotonic() - bench_started
     finally:
         results["load_during"] = sampler.stop()
@@ -1041,6 +1048,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{d['tuned_before']:.0f} / {d['tuned_after']:.0f} wf/s (measured before and after)")
     if "w1c" in results:
         print("\n" + w1c_text(results["w1c"], results["elapsed_s"]))
+    if "django_tasks" in results:
+        d, lat = results["django_tasks"], results["django_tasks"]["w1_latency_ms"]
+        print(f"\nW1 on the django_tasks executor ({d['workers']} db_worker processes, ORM task "
+              f"backend, poll {d['poll_interval_s']:g} s): latency median {lat['median']:.1f} ms / "
+              f"p99 {lat['p99']:.1f} ms, throughput {d['w1_throughput']:.0f} wf/s; Celery: "
+              f"median {results['w1_latency_ms']['median']:.1f} ms, {results['w1_throughput']:.0f} wf/s")
     print(f"\nfigures: {out.relative_to(REPO)}")
     return 0
 

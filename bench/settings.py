@@ -21,6 +21,7 @@ DATABASES["default"]["CONN_HEALTH_CHECKS"] = env.bool("BENCH_CONN_HEALTH_CHECKS"
 CELERY_TASK_DEFAULT_QUEUE = env.str("BENCH_QUEUE", default="beluga-bench")
 CELERY_RESULT_BACKEND = env.str("CELERY_BROKER_URL")
 
-BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {"app": "beluga_project.celery.app"}
+if BELUGA_WORKFLOWS["EXECUTOR"]["BACKEND"] == "celery":  # bench/django_tasks.py's db_workers: not
+    BELUGA_WORKFLOWS["EXECUTOR"]["OPTIONS"] = {"app": "beluga_project.celery.app"}
 # The project's (and the README's) prefetch of 1; BENCH_PREFETCH=4 measures the alternative.
 CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("BENCH_PREFETCH", default=1)

@@ -48,3 +48,13 @@ BELUGA_WORKFLOWS = {
     "EXECUTOR": {"BACKEND": "local", "OPTIONS": {}},
     "HOOKS": [],
 }
+
+# The databases the django_tasks integration tests (tests/django_tasks) share with the db_worker
+# processes they start: a PostgreSQL database and a SQLite file, made, migrated and dropped by
+# those tests (like ``celery``), named after this test process.
+DATABASES["django_tasks_pg"] = {**DATABASES["celery"], "NAME": f"beluga_dtasks_{os.getpid()}"}
+DATABASES["django_tasks_sqlite"] = {
+    "ENGINE": "django.db.backends.sqlite3", "NAME": str(VAR_DIR / f"dtasks-{os.getpid()}.sqlite3"),
+    "OPTIONS": {"timeout": 30, "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;"},
+}

@@ -34,6 +34,7 @@ __all__ = [
 # The runtimes shipped with the app: name -> dotted path of the executor class.
 EXECUTOR_ALIASES = {
     "celery": "beluga_workflows.runtimes.celery.CeleryExecutor",
+    "django_tasks": "beluga_workflows.runtimes.django_tasks.DjangoTasksExecutor",  # the tasks extra
     "local": "beluga_workflows.runtimes.local.LocalExecutor",
     "temporal": "beluga_workflows.runtimes.temporal.TemporalExecutor",  # the temporal extra
 }
