@@ -1,7 +1,7 @@
 """Store backends, chosen in settings the way Django chooses cache backends.
 
 ``BELUGA_WORKFLOWS["STORE"] = {"BACKEND": "django", "OPTIONS": {...}}`` where ``BACKEND`` is an
-alias (``memory``, ``django``, ``redis``, ``nats``, ``inngest``, ``dapr``) or the dotted path of a
+alias (``memory``, ``django``, ``redis``, ``nats``, ``inngest``, ``dapr``, ``kafka``) or the dotted path of a
 ``WorkflowStore`` subclass, and ``OPTIONS`` are its keyword arguments.
 """
 
@@ -23,10 +23,12 @@ STORE_ALIASES = {
     "nats": "beluga_workflows.stores.nats.NatsStore",
     "inngest": "beluga_workflows.stores.inngest.InngestStore",
     "dapr": "beluga_workflows.stores.dapr.DaprStore",
+    "kafka": "beluga_workflows.stores.kafka.KafkaStore",
 }
 
 # The extra that brings each store's client library, for the error when it is missing.
-STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http"}
+STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http",
+                "kafka": "kafka"}
 
 
 def store_class(backend: Any) -> type[WorkflowStore]:

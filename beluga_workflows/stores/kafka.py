@@ -1,0 +1,477 @@
+"""The ``kafka`` store: runs as records of one compacted Kafka topic, read through a local view.
+
+Every record of the topic (one partition, default ``beluga-workflows``) is keyed by the workflow
+id (UTF-8); its value is the run's whole document in the Go Beluga layout (``go_document.py``), a
+delete is a tombstone (value ``None``). Each process consumes the topic from offset 0 in a thread
+of its own into a *view*, ``{workflow id: (document, version)}``, which serves every read:
+``load``, ``list``, ``count``, ``due`` (no index: one pass over the view, fine for tens of
+thousands of runs held in memory, not for millions).
+
+Compare-and-set by log order. A write carries, in its headers, the version it read
+(``beluga-expected``: ``"<incarnation>.<n>"``, ``"-"`` for "the id has no run") and the one it makes
+(``n + 1``; a create starts a random incarnation at 1, so a run deleted and created again never
+takes an old version back: no ABA). Every view applies a record only if the id's current version
+is the one it expects (``admits``), so all views agree on the winner: the first in the log. A
+writer produces synchronously (``acks=all``), then waits until its own view has consumed its
+record and reads the outcome there (``False``: another writer came first, and ``_mutate`` tries
+again on the fresh document). A record written at the very offset the view expects next is
+applied at once by its writer (nothing can lie between), so an uncontended write costs one
+produce. Reads first ask the broker for the partition's end offset and wait until the view has
+consumed that far, so a read sees every write acknowledged before it began. Signals and cancels go
+through the same compare-and-set rounds, so none is lost.
+
+Compaction keeps only the last record of each id, and a refused record may be that last one: a
+view rebuilt later would never see the winner before it. Two rules make a compacted log read
+right:
+
+1. A writer whose record was refused does not return before a record of its own *won* after it
+   (its retry, or a re-assertion of the current document or of the delete), so the last record of
+   an id is a winner, except when a writer dies between losing and re-asserting (then the next
+   write of that id by anyone puts a winner last again).
+2. Versions only grow within an incarnation, and a view applies a record that expects a version
+   *ahead* of its own (possible only when compaction removed what lay between), and the first
+   record it ever sees of an id whatever it expects (compaction removed the ones before). A view
+   rebuilt from a compacted log thus converges to the others' state at the id's first winner past
+   the cleaned part.
+
+So what compaction can break is the crash window of rule 1 *and* the cleaner reaching that refused
+record before any later write of the id: the topic is created with ``min.compaction.lag.ms``
+(default one day), so only records that old are ever compacted. A broker with memory-only storage
+(the ``tansu`` broker of ``bin/test``) loses every run when it restarts; the store's promises hold
+only as long as the topic does (``acks=all`` on a cluster with replicas for real durability).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
+from confluent_kafka import Consumer as _Consumer
+from confluent_kafka.admin import AdminClient, NewTopic
+from django.core.exceptions import ImproperlyConfigured
+
+from ..engine.errors import InvalidInputError, StoreError
+from ..engine.serialization import dumps, loads
+from ..engine.types import WorkflowState
+from .document import DocumentStore, Run
+
+__all__ = ["KafkaStore", "admits"]
+
+_SERVER = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}$")  # host:port, [v6]:port
+EXPECTED, VERSION, WRITER = "beluga-expected", "beluga-version", "beluga-writer"
+Version = tuple[str, int]
+# librdkafka handles of a parent process, kept alive in a forked child: destroying them there
+# would wait for threads that did not survive the fork.
+_ABANDONED: list[Any] = []
+# librdkafka's own log lines (connection trouble...) go to logging, not to stderr.
+_LOGGER = logging.getLogger("beluga_workflows.stores.kafka")
+
+
+def _parse(text: bytes | None) -> Version | None:
+    """``b"<incarnation>.<n>"`` as a version (``None`` for ``b"-"``: no run)."""
+    if not text or text == b"-":
+        return None
+    incarnation, _, n = text.decode().rpartition(".")
+    return incarnation, int(n)
+
+
+def _format(version: Version | None) -> bytes:
+    return b"-" if version is None else f"{version[0]}.{version[1]}".encode()
+
+
+class Entry:
+    """One id in the view: its document (``None`` once deleted), its version, and whether the
+    last record of the id in the log was refused."""
+
+    __slots__ = ("value", "version", "exposed")
+
+    def __init__(self, value: bytes | None, version: Version | None) -> None:
+        self.value, self.version, self.exposed = value, version, False
+
+
+def admits(entry: Entry | None, expected: Version | None, *, conditional: bool) -> bool:
+    """Whether a view holding ``entry`` for an id applies a record expecting ``expected``.
+
+    ``conditional`` false (no ``beluga-expected`` header: a plain delete, or a document written
+    by another program) always applies. Otherwise the rules of the module docstring: the first
+    record seen of an id applies; a record expecting "no run" applies while there is none; one
+    expecting a version applies to the same incarnation at that version or behind it.
+    """
+    if not conditional or entry is None:
+        return True
+    current = entry.version
+    if expected is None or current is None:
+        return expected is None and current is None
+    return expected[0] == current[0] and expected[1] >= current[1]
+
+
+class _View:
+    """The runs as the topic's records made them, up to ``position`` (the next offset to apply)."""
+
+    def __init__(self) -> None:
+        self.changed = threading.Condition()
+        self.runs: dict[str, Entry] = {}
+        self.position = 0
+        self.outcomes: dict[bytes, bool | None] = {}  # writer token -> applied (None: not yet)
+        self.failure: str = ""  # why the consumer stopped, for the callers waiting on it
+
+    def apply(self, offset: int, key: str, value: bytes | None, headers: dict[str, bytes]) -> None:
+        """Apply the record at ``offset`` (under ``changed``); one the view has passed is skipped."""
+        if offset < self.position:
+            return
+        self.position = offset + 1
+        entry = self.runs.get(key)
+        conditional = EXPECTED in headers
+        applied = admits(entry, _parse(headers.get(EXPECTED)), conditional=conditional)
+        if applied:
+            version = _parse(headers.get(VERSION)) if conditional else (f"o{offset}", 0)
+            self.runs[key] = Entry(value, None if value is None else version)
+        elif entry is not None:
+            entry.exposed = True
+        token = headers.get(WRITER)
+        if token is not None and self.outcomes.get(token, False) is None:
+            self.outcomes[token] = applied
+        self.changed.notify_all()
+
+    def wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
+        """Block until ``ready()`` (checked under ``changed``).
+
+        Raises:
+            StoreError: not within ``timeout`` seconds, or the consumer failed.
+        """
+        deadline = time.monotonic() + timeout
+        with self.changed:
+            while not ready():
+                if self.failure:
+                    raise StoreError(f"kafka: the topic cannot be consumed: {self.failure}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise StoreError(f"kafka: {what} did not come within {timeout:g} s")
+                self.changed.wait(min(left, 0.5))
+
+
+class _Connection:
+    """One process's producer, view consumer (and its thread) and end-offset client."""
+
+    def __init__(self, store: KafkaStore) -> None:
+        self.store = store
+        self.view = _View()
+        base = {"bootstrap.servers": store.bootstrap_servers, "logger": _LOGGER,
+                "socket.connection.setup.timeout.ms": int(store.connect_timeout * 1000),
+                **store.config}
+        self.admin = AdminClient(base)
+        store.ensure_topic(self.admin)
+        self.producer = Producer({**base, "acks": "all", "linger.ms": 0,
+                                  "message.max.bytes": store.max_bytes})
+        consumer = {**base, "group.id": f"beluga-view-{uuid.uuid4().hex}",
+                    "enable.auto.commit": False, "enable.partition.eof": True,
+                    "fetch.wait.max.ms": store.fetch_wait_ms, "fetch.queue.backoff.ms": 1,
+                    "fetch.error.backoff.ms": 50, "fetch.max.bytes": max(store.max_bytes, 52428800),
+                    "receive.message.max.bytes": max(store.max_bytes, 52428800) + 65536}
+        self.consumer = _Consumer(consumer)
+        self.consumer.assign([TopicPartition(store.topic, 0, 0)])
+        self.offsets = _Consumer({**consumer, "group.id": f"beluga-end-{uuid.uuid4().hex}"})
+        self.stopping = threading.Event()
+        self.thread = threading.Thread(target=self._consume, name="beluga-kafka-view",
+                                       daemon=True)
+        self.thread.start()
+
+    def _consume(self) -> None:
+        view = self.view
+        try:
+            while not self.stopping.is_set():
+                first = self.consumer.poll(0.2)
+                if first is None:
+                    continue
+                batch = [first, *self.consumer.consume(1000, 0)]
+                with view.changed:
+                    for msg in batch:
+                        error = msg.error()
+                        if error is not None:
+                            if error.code() == KafkaError._PARTITION_EOF:
+                                view.position = max(view.position, msg.offset())
+                                view.changed.notify_all()
+                            elif error.fatal() or error.code() in (
+                                    KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+                                view.failure = str(error)
+                            continue
+                        key = msg.key()
+                        view.apply(msg.offset(), key.decode("utf-8", "replace") if key else "",
+                                   msg.value(), dict(msg.headers() or ()))
+        except Exception as exc:  # noqa: BLE001 - reported to every caller waiting on the view
+            with view.changed:
+                view.failure = f"{type(exc).__name__}: {exc}"
+                view.changed.notify_all()
+
+    def end_offset(self) -> int:
+        """The partition's end offset, from the broker (what a read must have consumed)."""
+        _, high = self.offsets.get_watermark_offsets(
+            TopicPartition(self.store.topic, 0), timeout=self.store.timeout, cached=False)
+        return high
+
+    def produce(self, key: bytes, value: bytes | None, headers: dict[str, bytes]) -> int | None:
+        """Produce one record and wait for the broker's acknowledgement; its offset (or None).
+
+        Raises:
+            StoreError: the broker refused it or did not acknowledge it in time.
+        """
+        report: dict[str, Any] = {}
+
+        def delivered(error: KafkaError | None, msg: Any) -> None:
+            report["error"], report["offset"] = error, msg.offset() if msg is not None else None
+
+        self.producer.produce(self.store.topic, value=value, key=key, partition=0,
+                              headers=list(headers.items()), on_delivery=delivered)
+        deadline = time.monotonic() + self.store.timeout
+        while "error" not in report and time.monotonic() < deadline:
+            self.producer.flush(max(0.0, min(0.5, deadline - time.monotonic())))
+        if "error" not in report:
+            raise StoreError(f"kafka: {self.store.bootstrap_servers} did not acknowledge a record "
+                             f"of topic {self.store.topic!r} within {self.store.timeout:g} s")
+        if report["error"] is not None:
+            raise StoreError(f"kafka: the broker refused the record of {key.decode()!r}: "
+                             f"{report['error'].str()}")
+        offset = report["offset"]
+        return offset if isinstance(offset, int) and offset >= 0 else None
+
+    def close(self) -> None:
+        self.stopping.set()
+        self.thread.join(timeout=5)
+        with contextlib.suppress(Exception):
+            self.producer.flush(1)
+        for consumer in (self.consumer, self.offsets):
+            with contextlib.suppress(Exception):
+                consumer.close()
+
+
+class KafkaStore(DocumentStore):
+    """Runs in a compacted Kafka topic (confluent-kafka), safe for any number of workers.
+
+    Options:
+        bootstrap_servers: ``"host:9092"`` (several separated by commas); default
+            ``127.0.0.1:9092``. Env ``KAFKA_BOOTSTRAP_SERVERS`` in the example project.
+        topic: the topic, default ``"beluga-workflows"``; created (one partition, compacted) if
+            missing. Only its partition 0 is read and written.
+        timeout: seconds a produce, an end-offset query or a wait for the view may take before
+            ``StoreError`` (default 10).
+        connect_timeout: seconds to wait for the broker's first answer (default 5).
+        fetch_wait_ms: the longest a fetch waits at the broker for new records (default 5): the
+            delay before a process sees another's write, paid by reads that must catch up.
+        min_compaction_lag_ms: for a topic this store creates (default one day); see the module
+            docstring for why it must outlast a writer's retry by far.
+        max_bytes: the largest record (default 1 MiB, the broker's usual limit): bounds a run's
+            input, results and history together.
+        config: further librdkafka settings for every client (``security.protocol``, ``sasl.*``).
+    """
+
+    backend_name = "kafka"
+    backend_errors = (KafkaException,)
+    unreachable_hint = ("Start a Kafka-protocol broker (bin/test starts tansu), or point "
+                        "OPTIONS['bootstrap_servers'] (env KAFKA_BOOTSTRAP_SERVERS) at it.")
+
+    def __init__(self, bootstrap_servers: str = "127.0.0.1:9092", topic: str = "beluga-workflows",
+                 timeout: float = 10.0, connect_timeout: float = 5.0, fetch_wait_ms: int = 5,
+                 min_compaction_lag_ms: int = 86_400_000, max_bytes: int = 1_048_576,
+                 config: dict[str, Any] | None = None, **options: Any) -> None:
+        super().__init__(bootstrap_servers=bootstrap_servers, topic=topic, timeout=timeout,
+                         connect_timeout=connect_timeout, fetch_wait_ms=fetch_wait_ms, min_compaction_lag_ms=min_compaction_lag_ms,
+                         max_bytes=max_bytes, config=config, **options)
+        if options:
+            raise ImproperlyConfigured(
+                f'BELUGA_WORKFLOWS["STORE"]["OPTIONS"] has unknown option(s) for the kafka store: '
+                f"{', '.join(sorted(options))}; it takes bootstrap_servers, topic, timeout, "
+                f"connect_timeout, fetch_wait_ms, min_compaction_lag_ms, max_bytes, config")
+        if not isinstance(bootstrap_servers, str) or not all(
+                _SERVER.match(s.strip()) for s in bootstrap_servers.split(",")):
+            raise ImproperlyConfigured(
+                f'BELUGA_WORKFLOWS["STORE"]["OPTIONS"]["bootstrap_servers"] = {bootstrap_servers!r}'
+                f" is not a list of host:port (127.0.0.1:9092, several separated by commas)")
+        if (not isinstance(topic, str) or not 0 < len(topic) <= 249
+                or not all(c.isascii() and (c.isalnum() or c in "._-") for c in topic)):
+            raise ImproperlyConfigured(f'the kafka store\'s "topic" = {topic!r} is not a valid '
+                                       f"topic name (letters, digits, '.', '_' and '-')")
+        for name, value in (("timeout", timeout), ("connect_timeout", connect_timeout),
+                            ("fetch_wait_ms", fetch_wait_ms),
+                            ("min_compaction_lag_ms", min_compaction_lag_ms),
+                            ("max_bytes", max_bytes)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+                raise ImproperlyConfigured(f'the kafka store\'s "{name}" must be a positive number')
+        if config is not None and not isinstance(config, dict):
+            raise ImproperlyConfigured('the kafka store\'s "config" must be a dict')
+        self.bootstrap_servers, self.topic, self.timeout = bootstrap_servers, topic, float(timeout)
+        self.connect_timeout = float(connect_timeout)
+        self.fetch_wait_ms, self.max_bytes = int(fetch_wait_ms), int(max_bytes)
+        self.min_compaction_lag_ms = int(min_compaction_lag_ms)
+        self.config = dict(config or {})
+        self._lock = threading.Lock()
+        self._lock_pid = os.getpid()
+        self._pid = 0
+        self._connection: _Connection | None = None
+        self._local = threading.local()
+
+    # -- connection ----------------------------------------------------------------------------
+
+    def _connected(self) -> _Connection:
+        if self._lock_pid != os.getpid():
+            # A forked child: a parent's thread may have held the lock at the fork, for ever.
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
+        with self._lock:
+            if self._pid != os.getpid():  # first use, or a forked child: start afresh
+                if self._connection is not None:
+                    _ABANDONED.append(self._connection)
+                self._connection, self._pid = None, os.getpid()
+            if self._connection is None:
+                self._connection = _Connection(self)
+            return self._connection
+
+    def ensure_topic(self, admin: AdminClient) -> None:
+        """Create the topic (one partition, compacted) unless the broker has it.
+
+        Raises:
+            StoreError: the broker cannot be reached, or refuses to create it.
+        """
+        try:
+            topics = admin.list_topics(timeout=self.connect_timeout).topics
+        except KafkaException as exc:
+            raise StoreError(f"kafka: cannot reach {self.bootstrap_servers} (topic "
+                             f"{self.topic!r}): {exc.args[0].str()}") from exc
+        if self.topic in topics:
+            return
+        new = NewTopic(self.topic, num_partitions=1, replication_factor=-1, config={
+            "cleanup.policy": "compact",
+            "min.compaction.lag.ms": str(self.min_compaction_lag_ms)})
+        try:
+            admin.create_topics([new], operation_timeout=self.timeout)[self.topic].result(
+                self.timeout)
+        except KafkaException as exc:
+            if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
+                raise StoreError(f"kafka: cannot create topic {self.topic!r} on "
+                                 f"{self.bootstrap_servers}: {exc.args[0].str()}") from exc
+
+    def ping(self) -> None:
+        """Ask the broker for its topics, connecting (and creating the topic) first if needed.
+
+        Raises:
+            StoreError: the broker cannot be reached.
+        """
+        self.ensure_topic(self._connected().admin)
+
+    def close(self) -> None:
+        """Stop the view's thread and close the clients; the next call connects (and rebuilds the
+        view) again."""
+        with self._lock:
+            connection, self._connection, self._pid = self._connection, None, 0
+        if connection is not None and connection.thread.is_alive():
+            connection.close()
+
+    def delete_topic(self) -> None:
+        """Delete the whole topic with every run in it (tests and tear-downs)."""
+        admin = self._connected().admin
+        self.close()
+        with contextlib.suppress(KafkaException):
+            admin.delete_topics([self.topic], operation_timeout=self.timeout)[self.topic].result(
+                self.timeout)
+
+    # -- the view ------------------------------------------------------------------------------
+
+    def _caught_up(self) -> _View:
+        """The view, once it has consumed every record acknowledged before this call."""
+        connection = self._connected()
+        try:
+            end = connection.end_offset()
+        except KafkaException as exc:
+            raise StoreError(f"kafka: cannot read the end of topic {self.topic!r} on "
+                             f"{self.bootstrap_servers}: {exc.args[0].str()}") from exc
+        view = connection.view
+        view.wait(lambda: view.position >= end, self.timeout, f"the topic's records up to {end}")
+        return view
+
+    def _key(self, workflow_id: str) -> bytes:
+        try:
+            return workflow_id.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise InvalidInputError(f"workflow id {workflow_id!r} is not valid Unicode: {exc}",
+                                    workflow_id=workflow_id) from None
+
+    def _append(self, workflow_id: str, value: bytes | None, expected: Version | None,
+                version: Version | None) -> bool:
+        """Produce a conditional record and return whether the log made it the winner."""
+        connection = self._connected()
+        view, token = connection.view, uuid.uuid4().hex.encode()
+        headers = {EXPECTED: _format(expected), VERSION: _format(version), WRITER: token}
+        with view.changed:
+            view.outcomes[token] = None
+        try:
+            offset = connection.produce(self._key(workflow_id), value, headers)
+            with view.changed:
+                if offset is not None and offset == view.position:  # nothing can lie between
+                    view.apply(offset, workflow_id, value, headers)
+            view.wait(lambda: view.outcomes[token] is not None, self.timeout,
+                      f"the record of {workflow_id!r}")
+            won = bool(view.outcomes[token])
+        finally:
+            with view.changed:
+                view.outcomes.pop(token, None)
+        if not won:
+            self._local.lost = True
+        return won
+
+    def _cover(self, workflow_id: str) -> None:
+        """Put a winner after this thread's refused record of ``workflow_id`` (compaction rule 1)."""
+        for _ in range(self.conflict_attempts):
+            self._local.lost = False
+            view = self._caught_up()
+            with view.changed:
+                entry = view.runs.get(workflow_id)
+                if entry is None or not entry.exposed:
+                    return
+                value, version = entry.value, entry.version
+            if version is None:  # a delete again, only while there is still no run
+                self._append(workflow_id, None, None, None)
+            else:
+                self._append(workflow_id, value, version, (version[0], version[1] + 1))
+
+    def _mutate(self, workflow_id: str, change: Callable[[Run], tuple[bool, Any]]) -> Any:
+        self._local.lost = False
+        try:
+            return super()._mutate(workflow_id, change)
+        finally:
+            if getattr(self._local, "lost", False):
+                with contextlib.suppress(StoreError, KafkaException):
+                    self._cover(workflow_id)
+
+    # -- primitives ----------------------------------------------------------------------------
+
+    def _read(self, workflow_id: str) -> tuple[dict | None, Any]:
+        view = self._caught_up()
+        with view.changed:
+            entry = view.runs.get(workflow_id)
+            value, version = (entry.value, entry.version) if entry is not None else (None, None)
+        return (loads(value) if value is not None else None), version
+
+    def _write(self, workflow_id: str, doc: dict, revision: Any, state: WorkflowState) -> bool:
+        value = dumps(doc).encode()
+        if len(value) > self.max_bytes - 1024:
+            raise StoreError(f"kafka: the document of {workflow_id!r} ({len(value)} bytes) is "
+                             f"larger than max_bytes ({self.max_bytes})", workflow_id=workflow_id)
+        version = (uuid.uuid4().hex[:12], 1) if revision is None else (revision[0],
+                                                                      revision[1] + 1)
+        return self._append(workflow_id, value, revision, version)
+
+    def _remove(self, workflow_id: str) -> None:
+        key = self._key(workflow_id)
+        self._connected().produce(key, None, {})
+
+    def _documents(self) -> Iterable[dict]:
+        view = self._caught_up()
+        with view.changed:
+            values = [e.value for e in view.runs.values() if e.value is not None]
+        return [loads(v) for v in values]
