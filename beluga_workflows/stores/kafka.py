@@ -51,23 +51,28 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from datetime import datetime
 from typing import Any
 
 from confluent_kafka import Consumer as _Consumer
 from confluent_kafka import KafkaError, KafkaException, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
 from django.core.exceptions import ImproperlyConfigured
 
-from ..engine.errors import InvalidInputError, StoreError
+from ..engine.errors import ConflictError, InvalidInputError, StoreError, WorkflowError
 from ..engine.serialization import dumps, loads
 from ..engine.types import WorkflowState
+from .base import guarded
 from .document import DocumentStore, Run
 
-__all__ = ["KafkaStore", "admits"]
+__all__ = ["FOREIGN", "Entry", "KafkaStore", "admit", "record_headers"]
 
 _SERVER = re.compile(r"^(\[[0-9a-fA-F:.]+\]|[^\s:/\[\]]+):[0-9]{1,5}$")  # host:port, [v6]:port
-EXPECTED, VERSION, WRITER = "beluga-expected", "beluga-version", "beluga-writer"
-Version = tuple[str, int]
+EXPECTED, WRITER = "beluga-expected", "beluga-writer"
+# The version of a record without our headers (another program's): above every counter of ours
+# (a counter grows by one per record, so stays below its offset + 1), and growing with the offset.
+FOREIGN = 1 << 40
+_FOREVER_MS = 100 * 365 * 86_400_000
 # librdkafka handles of a parent process, kept alive in a forked child: destroying them there
 # would wait for threads that did not survive the fork.
 _ABANDONED: list[Any] = []
@@ -75,42 +80,41 @@ _ABANDONED: list[Any] = []
 _LOGGER = logging.getLogger("beluga_workflows.stores.kafka")
 
 
-def _parse(text: bytes | None) -> Version | None:
-    """``b"<incarnation>.<n>"`` as a version (``None`` for ``b"-"``: no run)."""
-    if not text or text == b"-":
-        return None
-    incarnation, _, n = text.decode().rpartition(".")
-    return incarnation, int(n)
-
-
-def _format(version: Version | None) -> bytes:
-    return b"-" if version is None else f"{version[0]}.{version[1]}".encode()
-
-
 class Entry:
-    """One id in the view: its document (``None`` once deleted), its version, and whether the
-    last record of the id in the log was refused."""
+    """One id in the view: its document (``None`` once deleted), its version, and since when
+    (``time.monotonic()``) the id's last record in the log is a refused one (0: it is not)."""
 
     __slots__ = ("value", "version", "exposed")
 
-    def __init__(self, value: bytes | None, version: Version | None) -> None:
-        self.value, self.version, self.exposed = value, version, False
+    def __init__(self, value: bytes | None, version: int) -> None:
+        self.value, self.version, self.exposed = value, version, 0.0
 
 
-def admits(entry: Entry | None, expected: Version | None, *, conditional: bool) -> bool:
-    """Whether a view holding ``entry`` for an id applies a record expecting ``expected``.
+def admit(entry: Entry | None, value: bytes | None, expected: int | None, offset: int
+          ) -> Entry | None:
+    """The id's entry after the record at ``offset``, or ``None`` if a view refuses it.
 
-    ``conditional`` false (no ``beluga-expected`` header: a plain delete, or a document written
-    by another program) always applies. Otherwise the rules of the module docstring: the first
-    record seen of an id applies; a record expecting "no run" applies while there is none; one
-    expecting a version applies to the same incarnation at that version or behind it.
+    ``entry`` is the id's entry (``None``: never seen, version 0); the record carries ``value``
+    (``None``: a delete) and the version its writer read, ``expected`` (``None``: a record
+    without our headers, which another program wrote and which applies as it is). A record
+    applies if the id's version is not above the one it expects, and leaves version
+    ``expected + 1``. A view that read every record is never behind a writer's read, so there it
+    applies exactly when the versions are equal: compare-and-set, the first in the log winning.
     """
-    if not conditional or entry is None:
-        return True
-    current = entry.version
-    if expected is None or current is None:
-        return expected is None and current is None
-    return expected[0] == current[0] and expected[1] >= current[1]
+    if expected is None:
+        return Entry(value, FOREIGN + offset)
+    if entry is not None and entry.version > expected:
+        return None
+    return Entry(value, expected + 1)
+
+
+def record_headers(version: int, token: bytes) -> dict[str, bytes]:
+    """The headers of a write based on a read of the id at ``version``, by writer ``token``."""
+    return {EXPECTED: str(version).encode(), WRITER: token}
+
+
+class _Undecided(Exception):
+    """A change decided on an unfenced read wrote nothing: decide it again on a fenced one."""
 
 
 class _View:
@@ -121,6 +125,7 @@ class _View:
         self.runs: dict[str, Entry] = {}
         self.position = 0
         self.outcomes: dict[bytes, bool | None] = {}  # writer token -> applied (None: not yet)
+        self.exposed: set[str] = set()  # ids whose last record was refused
         self.failure: str = ""  # why the consumer stopped, for the callers waiting on it
 
     def apply(self, offset: int, key: str, value: bytes | None, headers: dict[str, bytes]) -> None:
@@ -129,16 +134,20 @@ class _View:
             return
         self.position = offset + 1
         entry = self.runs.get(key)
-        conditional = EXPECTED in headers
-        applied = admits(entry, _parse(headers.get(EXPECTED)), conditional=conditional)
-        if applied:
-            version = _parse(headers.get(VERSION)) if conditional else (f"o{offset}", 0)
-            self.runs[key] = Entry(value, None if value is None else version)
-        elif entry is not None:
-            entry.exposed = True
+        try:
+            expected = int(headers[EXPECTED]) if EXPECTED in headers else None
+        except (TypeError, ValueError):
+            expected = None
+        after = admit(entry, value, expected, offset)
+        if after is not None:
+            self.runs[key] = after
+            self.exposed.discard(key)
+        elif not entry.exposed:
+            entry.exposed = time.monotonic()
+            self.exposed.add(key)
         token = headers.get(WRITER)
         if token is not None and self.outcomes.get(token, False) is None:
-            self.outcomes[token] = applied
+            self.outcomes[token] = after is not None
         self.changed.notify_all()
 
     def wait(self, ready: Callable[[], bool], timeout: float, what: str) -> None:
@@ -159,7 +168,7 @@ class _View:
 
 
 class _Connection:
-    """One process's producer, view consumer (and its thread) and end-offset client."""
+    """One process's admin client, producer and view consumer (and its thread)."""
 
     def __init__(self, store: KafkaStore) -> None:
         self.store = store
@@ -178,7 +187,6 @@ class _Connection:
                     "receive.message.max.bytes": max(store.max_bytes, 52428800) + 65536}
         self.consumer = _Consumer(consumer)
         self.consumer.assign([TopicPartition(store.topic, 0, 0)])
-        self.offsets = _Consumer({**consumer, "group.id": f"beluga-end-{uuid.uuid4().hex}"})
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._consume, name="beluga-kafka-view",
                                        daemon=True)
@@ -213,9 +221,10 @@ class _Connection:
 
     def end_offset(self) -> int:
         """The partition's end offset, from the broker (what a read must have consumed)."""
-        _, high = self.offsets.get_watermark_offsets(
-            TopicPartition(self.store.topic, 0), timeout=self.store.timeout, cached=False)
-        return high
+        partition = TopicPartition(self.store.topic, 0)
+        asked = self.admin.list_offsets({partition: OffsetSpec.latest()},
+                                        request_timeout=self.store.timeout)
+        return asked[partition].result(self.store.timeout).offset
 
     def produce(self, key: bytes, value: bytes | None, headers: dict[str, bytes]) -> int | None:
         """Produce one record and wait for the broker's acknowledgement; its offset (or None).
@@ -247,9 +256,8 @@ class _Connection:
         self.thread.join(timeout=5)
         with contextlib.suppress(Exception):
             self.producer.flush(1)
-        for consumer in (self.consumer, self.offsets):
-            with contextlib.suppress(Exception):
-                consumer.close()
+        with contextlib.suppress(Exception):
+            self.consumer.close()
 
 
 class KafkaStore(DocumentStore):
@@ -273,6 +281,8 @@ class KafkaStore(DocumentStore):
     """
 
     backend_name = "kafka"
+    # Seconds an id's last record may stay a refused one before ``due`` re-asserts the id.
+    repair_after = 10.0
     backend_errors = (KafkaException,)
     unreachable_hint = ("Start a Kafka-protocol broker (bin/test starts tansu), or point "
                         "OPTIONS['bootstrap_servers'] (env KAFKA_BOOTSTRAP_SERVERS) at it.")
@@ -347,7 +357,9 @@ class KafkaStore(DocumentStore):
             return
         new = NewTopic(self.topic, num_partitions=1, replication_factor=-1, config={
             "cleanup.policy": "compact",
-            "min.compaction.lag.ms": str(self.min_compaction_lag_ms)})
+            "min.compaction.lag.ms": str(self.min_compaction_lag_ms),
+            # Deletes are kept (a few dozen bytes each): versions count them (module docstring).
+            "delete.retention.ms": str(_FOREVER_MS)})
         try:
             admin.create_topics([new], operation_timeout=self.timeout)[self.topic].result(
                 self.timeout)
@@ -382,15 +394,19 @@ class KafkaStore(DocumentStore):
 
     # -- the view ------------------------------------------------------------------------------
 
-    def _caught_up(self) -> _View:
-        """The view, once it has consumed every record acknowledged before this call."""
+    def _caught_up(self, *, fenced: bool = True) -> _View:
+        """The view, once it has consumed every record acknowledged before this call (asking the
+        broker for the end offset); ``fenced=False``: the view as it is (enough for a write,
+        which compare-and-set checks anyway)."""
         connection = self._connected()
+        view = connection.view
+        if not fenced:
+            return view
         try:
             end = connection.end_offset()
         except KafkaException as exc:
             raise StoreError(f"kafka: cannot read the end of topic {self.topic!r} on "
                              f"{self.bootstrap_servers}: {exc.args[0].str()}") from exc
-        view = connection.view
         view.wait(lambda: view.position >= end, self.timeout, f"the topic's records up to {end}")
         return view
 
@@ -401,12 +417,12 @@ class KafkaStore(DocumentStore):
             raise InvalidInputError(f"workflow id {workflow_id!r} is not valid Unicode: {exc}",
                                     workflow_id=workflow_id) from None
 
-    def _append(self, workflow_id: str, value: bytes | None, expected: Version | None,
-                version: Version | None) -> bool:
-        """Produce a conditional record and return whether the log made it the winner."""
+    def _append(self, workflow_id: str, value: bytes | None, version: int) -> bool:
+        """Produce a record based on a read of the id at ``version`` and return whether the log
+        made it the winner."""
         connection = self._connected()
         view, token = connection.view, uuid.uuid4().hex.encode()
-        headers = {EXPECTED: _format(expected), VERSION: _format(version), WRITER: token}
+        headers = record_headers(version, token)
         with view.changed:
             view.outcomes[token] = None
         try:
@@ -424,37 +440,63 @@ class KafkaStore(DocumentStore):
             self._local.lost = True
         return won
 
-    def _cover(self, workflow_id: str) -> None:
-        """Put a winner after this thread's refused record of ``workflow_id`` (compaction rule 1)."""
+    def _cover(self, workflow_id: str, *, older_than: float = 0.0) -> None:
+        """While the id's last record is a refused one (exposed at least ``older_than`` seconds),
+        write its current state again after it: rule 1 of the module docstring."""
         for _ in range(self.conflict_attempts):
             self._local.lost = False
             view = self._caught_up()
             with view.changed:
                 entry = view.runs.get(workflow_id)
-                if entry is None or not entry.exposed:
+                if (entry is None or not entry.exposed
+                        or time.monotonic() - entry.exposed < older_than):
                     return
                 value, version = entry.value, entry.version
-            if version is None:  # a delete again, only while there is still no run
-                self._append(workflow_id, None, None, None)
-            else:
-                self._append(workflow_id, value, version, (version[0], version[1] + 1))
+            self._append(workflow_id, value, version)
 
     def _mutate(self, workflow_id: str, change: Callable[[Run], tuple[bool, Any]]) -> Any:
+        """``DocumentStore._mutate`` first on the view as it is (a write based on a stale read
+        loses and is tried again on a fresher one); a change that writes nothing or refuses is
+        decided again on a read fenced by the topic's end offset, so no refusal rests on a
+        stale read."""
+        def writing(run: Run) -> tuple[bool, Any]:
+            write, result = change(run)
+            if not write:
+                raise _Undecided
+            return write, result
+
         self._local.lost = False
         try:
+            self._local.unfenced = True
+            try:
+                return super()._mutate(workflow_id, writing)
+            except (_Undecided, WorkflowError):
+                pass
+            finally:
+                self._local.unfenced = False
             return super()._mutate(workflow_id, change)
         finally:
             if getattr(self._local, "lost", False):
                 with contextlib.suppress(StoreError, KafkaException):
                     self._cover(workflow_id)
 
+    def repair(self, older_than: float = 10.0) -> int:
+        """Re-assert every id whose last record has been a refused one for ``older_than`` seconds
+        (its writer died before doing it); ``due`` calls it, so the sweep does. How many."""
+        view = self._caught_up()
+        with view.changed:
+            exposed = list(view.exposed)
+        for workflow_id in exposed:
+            self._cover(workflow_id, older_than=older_than)
+        return len(exposed)
+
     # -- primitives ----------------------------------------------------------------------------
 
     def _read(self, workflow_id: str) -> tuple[dict | None, Any]:
-        view = self._caught_up()
+        view = self._caught_up(fenced=not getattr(self._local, "unfenced", False))
         with view.changed:
             entry = view.runs.get(workflow_id)
-            value, version = (entry.value, entry.version) if entry is not None else (None, None)
+            value, version = (entry.value, entry.version) if entry is not None else (None, 0)
         return (loads(value) if value is not None else None), version
 
     def _write(self, workflow_id: str, doc: dict, revision: Any, state: WorkflowState) -> bool:
@@ -462,13 +504,29 @@ class KafkaStore(DocumentStore):
         if len(value) > self.max_bytes - 1024:
             raise StoreError(f"kafka: the document of {workflow_id!r} ({len(value)} bytes) is "
                              f"larger than max_bytes ({self.max_bytes})", workflow_id=workflow_id)
-        version = (uuid.uuid4().hex[:12], 1) if revision is None else (revision[0],
-                                                                      revision[1] + 1)
-        return self._append(workflow_id, value, revision, version)
+        return self._append(workflow_id, value, revision)
 
     def _remove(self, workflow_id: str) -> None:
-        key = self._key(workflow_id)
-        self._connected().produce(key, None, {})
+        """A tombstone, in compare-and-set rounds like any write (versions count deletes too)."""
+        self._local.lost = False
+        try:
+            for _ in range(self.conflict_attempts):
+                doc, version = self._read(workflow_id)
+                if doc is None or self._append(workflow_id, None, version):
+                    return
+            raise ConflictError(f"kafka: {workflow_id!r} changed under {self.conflict_attempts} "
+                                f"delete attempts in a row", workflow_id=workflow_id)
+        finally:
+            if getattr(self._local, "lost", False):
+                with contextlib.suppress(StoreError, KafkaException):
+                    self._cover(workflow_id)
+
+    @guarded("due")
+    def due(self, now: datetime, limit: int = 500) -> list[str]:
+        """Re-assert what dead writers left refused (``repair``), then the due runs of the view."""
+        with contextlib.suppress(StoreError):
+            self.repair(self.repair_after)
+        return super().due(now, limit)
 
     def _documents(self) -> Iterable[dict]:
         view = self._caught_up()
