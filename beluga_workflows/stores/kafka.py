@@ -7,38 +7,37 @@ of its own into a *view*, ``{workflow id: (document, version)}``, which serves e
 ``load``, ``list``, ``count``, ``due`` (no index: one pass over the view, fine for tens of
 thousands of runs held in memory, not for millions).
 
-Compare-and-set by log order. A write carries, in its headers, the version it read
-(``beluga-expected``: ``"<incarnation>.<n>"``, ``"-"`` for "the id has no run") and the one it makes
-(``n + 1``; a create starts a random incarnation at 1, so a run deleted and created again never
-takes an old version back: no ABA). Every view applies a record only if the id's current version
-is the one it expects (``admits``), so all views agree on the winner: the first in the log. A
-writer produces synchronously (``acks=all``), then waits until its own view has consumed its
-record and reads the outcome there (``False``: another writer came first, and ``_mutate`` tries
-again on the fresh document). A record written at the very offset the view expects next is
-applied at once by its writer (nothing can lie between), so an uncontended write costs one
-produce. Reads first ask the broker for the partition's end offset and wait until the view has
-consumed that far, so a read sees every write acknowledged before it began. Signals and cancels go
-through the same compare-and-set rounds, so none is lost.
+Compare-and-set by log order (``admit``). Each id has a version counting the records applied to
+it, deletes included (0: never written). A record carries the version its writer read
+(``beluga-expected``) and a token of its writer; a view applies it if the id's version is not
+above that expectation, and the id's version becomes expectation + 1. A view that has read every
+record is never behind a writer's read, so there a record applies exactly when the versions are
+equal: every such view picks the same winner, the first in the log, and a run deleted and
+created again never takes an old version back (no ABA). A writer produces synchronously
+(``acks=all``), waits until its own view has consumed the record and reads its outcome there
+(refused: ``DocumentStore._mutate`` tries again on the fresh document). A record written at the
+offset the view expects next is applied at once by its writer (nothing can lie between), so an
+uncontended write costs one produce. Writes start from the view as it is (a stale read just
+loses); reads, and a change that writes nothing or refuses, first ask the broker for the
+partition's end offset and wait until the view has consumed that far, so they see every write
+acknowledged before they began. Signals and cancels are such writes, so none is lost.
 
-Compaction keeps only the last record of each id, and a refused record may be that last one: a
-view rebuilt later would never see the winner before it. Two rules make a compacted log read
-right:
+Compaction keeps only the last record of each id (deletes are kept: the topic is created with a
+century of ``delete.retention.ms``). A view rebuilt from a compacted log starts an id at its first
+surviving record; by the rule above (apply unless ahead of the expectation) its version stays at
+or below the others' and it catches up exactly at the id's next record that won for them. So it
+agrees with them as long as the last record of every id is a winner:
 
-1. A writer whose record was refused does not return before a record of its own *won* after it
-   (its retry, or a re-assertion of the current document or of the delete), so the last record of
-   an id is a winner, except when a writer dies between losing and re-asserting (then the next
-   write of that id by anyone puts a winner last again).
-2. Versions only grow within an incarnation, and a view applies a record that expects a version
-   *ahead* of its own (possible only when compaction removed what lay between), and the first
-   record it ever sees of an id whatever it expects (compaction removed the ones before). A view
-   rebuilt from a compacted log thus converges to the others' state at the id's first winner past
-   the cleaned part.
+1. A writer whose record was refused does not return before a record of its own won after it (its
+   retry, or the id's current document or delete written again: ``_cover``).
+2. A writer that died in between leaves its refused record last; ``due`` (so the sweep of every
+   process) re-asserts ids left so for ``repair_after`` seconds (``repair``).
 
-So what compaction can break is the crash window of rule 1 *and* the cleaner reaching that refused
-record before any later write of the id: the topic is created with ``min.compaction.lag.ms``
-(default one day), so only records that old are ever compacted. A broker with memory-only storage
-(the ``tansu`` broker of ``bin/test``) loses every run when it restarts; the store's promises hold
-only as long as the topic does (``acks=all`` on a cluster with replicas for real durability).
+What compaction can still break: a refused record left last by a dead writer, no sweep running
+for ``min.compaction.lag.ms`` (default one day: only records that old are compacted), and the id
+never written again. A broker with memory-only storage (the ``tansu`` broker of ``bin/test``)
+loses every run when it restarts: the store keeps its promises only as long as the topic does
+(use a replicated cluster with ``acks=all`` for durability).
 """
 
 from __future__ import annotations
