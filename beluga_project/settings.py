@@ -151,6 +151,7 @@ _STORE_OPTIONS = {
     "kafka": {
         "bootstrap_servers": KAFKA_BOOTSTRAP_SERVERS,
         "topic": env.str("BELUGA_KAFKA_TOPIC", default="beluga-workflows"),
+        "fetch_wait_ms": env.int("BELUGA_KAFKA_FETCH_WAIT_MS", default=100),
     },
     "inngest": {
         "base_url": env.str("INNGEST_BASE_URL", default="http://127.0.0.1:8288"),

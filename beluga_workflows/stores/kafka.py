@@ -253,6 +253,9 @@ class _Connection:
     def close(self) -> None:
         self.stopping.set()
         self.thread.join(timeout=5)
+        with self.view.changed:  # a thread still waiting on this view is told at once
+            self.view.failure = self.view.failure or "the store was closed"
+            self.view.changed.notify_all()
         with contextlib.suppress(Exception):
             self.producer.flush(1)
         with contextlib.suppress(Exception):
@@ -270,8 +273,10 @@ class KafkaStore(DocumentStore):
         timeout: seconds a produce, an end-offset query or a wait for the view may take before
             ``StoreError`` (default 10).
         connect_timeout: seconds to wait for the broker's first answer (default 5).
-        fetch_wait_ms: the longest a fetch waits at the broker for new records (default 5): the
-            delay before a process sees another's write, paid by reads that must catch up.
+        fetch_wait_ms: the longest a fetch waits at the broker for new records (default 100).
+            Kafka answers a fetch as soon as a record arrives; a broker that waits it out
+            (tansu) makes it the delay before a process sees another's write (``bin/test`` runs
+            with 5), and every idle process then fetches 1000 / ``fetch_wait_ms`` times a second.
         min_compaction_lag_ms: for a topic this store creates (default one day); see the module
             docstring for why it must outlast a writer's retry by far.
         max_bytes: the largest record (default 1 MiB, the broker's usual limit): bounds a run's
@@ -287,7 +292,7 @@ class KafkaStore(DocumentStore):
                         "OPTIONS['bootstrap_servers'] (env KAFKA_BOOTSTRAP_SERVERS) at it.")
 
     def __init__(self, bootstrap_servers: str = "127.0.0.1:9092", topic: str = "beluga-workflows",
-                 timeout: float = 10.0, connect_timeout: float = 5.0, fetch_wait_ms: int = 5,
+                 timeout: float = 10.0, connect_timeout: float = 5.0, fetch_wait_ms: int = 100,
                  min_compaction_lag_ms: int = 86_400_000, max_bytes: int = 1_048_576,
                  config: dict[str, Any] | None = None, **options: Any) -> None:
         super().__init__(bootstrap_servers=bootstrap_servers, topic=topic, timeout=timeout,
@@ -469,8 +474,11 @@ class KafkaStore(DocumentStore):
             self._local.unfenced = True
             try:
                 return super()._mutate(workflow_id, writing)
-            except (_Undecided, WorkflowError):
+            except _Undecided:
                 pass
+            except WorkflowError as exc:  # a refusal (lease lost too) is decided again; an outage
+                if isinstance(exc, StoreError) and not isinstance(exc, ConflictError):
+                    raise
             finally:
                 self._local.unfenced = False
             return super()._mutate(workflow_id, change)

@@ -18,7 +18,7 @@ from beluga_workflows.errors import StoreError
 from beluga_workflows.runtimes.celery import CeleryExecutor
 from beluga_workflows.types import EventType
 
-from ..stores.backends import KAFKA_SERVERS, NATS_URL, unreachable
+from ..stores.backends import KAFKA_FETCH_WAIT_MS, KAFKA_SERVERS, NATS_URL, unreachable
 from . import workflows as test_workflows  # noqa: F401 - registers the test workflows
 from .conftest import PREFIX, REDIS_URL
 
@@ -48,9 +48,10 @@ def store_cluster(request, cluster):
         from beluga_workflows.stores.kafka import KafkaStore
 
         topic = f"beluga-celery-{namespace}"
-        store = KafkaStore(bootstrap_servers=KAFKA_SERVERS, topic=topic)
+        store = KafkaStore(bootstrap_servers=KAFKA_SERVERS, topic=topic,
+                           fetch_wait_ms=KAFKA_FETCH_WAIT_MS)
         cluster.configure(BELUGA_STORE="kafka", KAFKA_BOOTSTRAP_SERVERS=KAFKA_SERVERS,
-                          BELUGA_KAFKA_TOPIC=topic)
+                          BELUGA_KAFKA_TOPIC=topic, BELUGA_KAFKA_FETCH_WAIT_MS=KAFKA_FETCH_WAIT_MS)
     else:
         from beluga_workflows.stores.nats import NatsStore
 

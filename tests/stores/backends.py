@@ -23,6 +23,8 @@ from collections.abc import Callable
 REDIS_URL = os.environ.get("BELUGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 NATS_URL = os.environ.get("BELUGA_TEST_NATS_URL", "nats://127.0.0.1:4222")
 KAFKA_SERVERS = os.environ.get("BELUGA_TEST_KAFKA_SERVERS", "127.0.0.1:9092")
+# tansu answers a fetch only once its wait is over: short waits, so processes see writes soon.
+KAFKA_FETCH_WAIT_MS = 5
 DOCUMENT_BACKENDS = ("redis", "nats", "inngest", "dapr", "kafka")
 
 
@@ -64,6 +66,7 @@ def _new(kind: str, namespace: str, **options):
         from beluga_workflows.stores.kafka import KafkaStore
 
         options.setdefault("connect_timeout", 3)
+        options.setdefault("fetch_wait_ms", KAFKA_FETCH_WAIT_MS)
         return KafkaStore(bootstrap_servers=KAFKA_SERVERS, topic=namespace, **options)
     raise LookupError(kind)
 
