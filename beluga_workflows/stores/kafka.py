@@ -5,7 +5,8 @@ id (UTF-8); its value is the run's whole document in the Go Beluga layout (``go_
 delete is a tombstone (value ``None``). Each process consumes the topic from offset 0 in a thread
 of its own into a *view*, ``{workflow id: (document, version)}``, which serves every read:
 ``load``, ``list``, ``count``, ``due`` (no index: one pass over the view, fine for tens of
-thousands of runs held in memory, not for millions).
+thousands of runs held in memory, not for millions), and wakes ``watch`` ers (``handle.result()``)
+when it applies a record of their id.
 
 Compare-and-set by log order (``admit``). Each id has a version counting the records applied to
 it, deletes included (0: never written). A record carries the version its writer read
@@ -61,7 +62,7 @@ from django.core.exceptions import ImproperlyConfigured
 from ..engine.errors import ConflictError, InvalidInputError, StoreError, WorkflowError
 from ..engine.serialization import dumps, loads
 from ..engine.types import WorkflowState
-from .base import guarded
+from .base import RunWatch, guarded
 from .document import DocumentStore, Run
 
 __all__ = ["FOREIGN", "Entry", "KafkaStore", "admit", "record_headers"]
@@ -164,6 +165,30 @@ class _View:
                 if left <= 0:
                     raise StoreError(f"kafka: {what} did not come within {timeout:g} s")
                 self.changed.wait(min(left, 0.5))
+
+
+class _RunWatch(RunWatch):
+    """Woken as soon as the view applies a record of its id (``KafkaStore.watch``)."""
+
+    def __init__(self, view: _View, workflow_id: str) -> None:
+        self.view, self.workflow_id = view, workflow_id
+        with view.changed:
+            self.seen = view.runs.get(workflow_id)
+
+    @property
+    def pushed(self) -> bool:
+        return not self.view.failure
+
+    def wait(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        view = self.view
+        with view.changed:
+            while view.runs.get(self.workflow_id) is self.seen and not view.failure:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                view.changed.wait(left)
+            self.seen = view.runs.get(self.workflow_id)
 
 
 class _Connection:
@@ -534,6 +559,10 @@ class KafkaStore(DocumentStore):
         with contextlib.suppress(StoreError):
             self.repair(self.repair_after)
         return super().due(now, limit)
+
+    def watch(self, workflow_id: str) -> RunWatch:
+        """A watch the view wakes when a record of ``workflow_id`` is applied (pushed)."""
+        return _RunWatch(self._connected().view, workflow_id)
 
     def _documents(self) -> Iterable[dict]:
         view = self._caught_up()

@@ -20,10 +20,12 @@ from pathlib import Path
 
 import pytest
 
+from beluga_workflows.stores.base import RunEnd
 from beluga_workflows.stores.kafka import KafkaStore, _View, record_headers
+from beluga_workflows.types import WorkflowStatus
 
 from .backends import make_document_store, unreachable
-from .test_contract import at, in_threads, new_run
+from .test_contract import at, claimed, event, in_threads, new_run
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -244,3 +246,22 @@ def test_a_process_started_after_10000_runs_were_written_lists_them_all(kafka_st
           f"{report['list_s']:.2f} s; view {report['view_mb']:.1f} MB of Python objects "
           f"({report['doc_bytes'] / runs:.0f} bytes of document per run), process RSS "
           f"+{report['rss_mb']:.1f} MB")
+
+
+@pytest.mark.kafka
+def test_a_watch_is_woken_by_another_process_ending_the_run(kafka_store):
+    other = KafkaStore(**{k: v for k, v in kafka_store.options.items() if v is not None})
+    try:
+        kafka_store.create(new_run("watched"))
+        with kafka_store.watch("watched") as watch:
+            assert watch.pushed
+            state = claimed(other, "watched")
+            other.append("watched", state.run_id, "w1", [event(2)], lease_until=at(30),
+                         end=RunEnd(WorkflowStatus.COMPLETED, 1))
+            started = time.monotonic()
+            while kafka_store.load("watched").is_open:
+                assert time.monotonic() - started < 5, "the watch was not woken"
+                watch.wait(10)
+        assert kafka_store.load("watched").status is WorkflowStatus.COMPLETED
+    finally:
+        other.close()
