@@ -38,7 +38,9 @@ What compaction can still break: a refused record left last by a dead writer, no
 for ``min.compaction.lag.ms`` (default one day: only records that old are compacted), and the id
 never written again. A broker with memory-only storage (the ``tansu`` broker of ``bin/test``)
 loses every run when it restarts: the store keeps its promises only as long as the topic does
-(use a replicated cluster with ``acks=all`` for durability).
+(use a replicated cluster with ``acks=all`` for durability). A process whose view is ahead of the
+log (the broker lost its records, or the topic was deleted and created again) fails every call
+with a ``StoreError`` telling to restart it, rather than serve runs that are gone.
 """
 
 from __future__ import annotations
