@@ -367,6 +367,7 @@ class KafkaStore(DocumentStore):
         self._lock_pid = os.getpid()
         self._pid = 0
         self._connection: _Connection | None = None
+        self._deleted = False
         self._local = threading.local()
 
     # -- connection ----------------------------------------------------------------------------
@@ -376,6 +377,8 @@ class KafkaStore(DocumentStore):
             # A forked child: a parent's thread may have held the lock at the fork, for ever.
             self._lock, self._lock_pid = threading.Lock(), os.getpid()
         with self._lock:
+            if self._deleted:
+                raise StoreError(f"kafka: topic {self.topic!r} was deleted by this store")
             if self._pid != os.getpid():  # first use, or a forked child: start afresh
                 if self._connection is not None:
                     _ABANDONED.append(self._connection)
@@ -421,14 +424,21 @@ class KafkaStore(DocumentStore):
     def close(self) -> None:
         """Stop the view's thread and close the clients; the next call connects (and rebuilds the
         view) again."""
+        if self._lock_pid != os.getpid():
+            self._lock, self._lock_pid = threading.Lock(), os.getpid()
         with self._lock:
+            ours = self._pid == os.getpid()  # a forked child leaves its parent's clients alone
             connection, self._connection, self._pid = self._connection, None, 0
-        if connection is not None and connection.thread.is_alive():
-            connection.close()
+        if connection is not None and ours:
+            connection.close()  # its consumer too when its thread ended on a failure
+        elif connection is not None:
+            _ABANDONED.append(connection)
 
     def delete_topic(self) -> None:
         """Delete the whole topic with every run in it (tests and tear-downs)."""
         admin = self._connected().admin
+        with self._lock:  # no thread reconnects (a consumer on a deleted topic can crash)
+            self._deleted = True
         self.close()
         with contextlib.suppress(KafkaException):
             admin.delete_topics([self.topic], operation_timeout=self.timeout)[self.topic].result(
