@@ -143,6 +143,7 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(VAR_DIR / "celerybeat-schedule")
 # -- beluga_workflows ---------------------------------------------------------------------------
 REDIS_URL = env.str("REDIS_URL", default="redis://127.0.0.1:6379/0")
 NATS_URL = env.str("NATS_URL", default="nats://127.0.0.1:4222")
+KAFKA_BOOTSTRAP_SERVERS = env.str("KAFKA_BOOTSTRAP_SERVERS", default="127.0.0.1:9092")
 
 # The OPTIONS of each store backend, from the environment (README, "Stores").
 _STORE_OPTIONS = {
@@ -153,6 +154,11 @@ _STORE_OPTIONS = {
     "nats": {
         "url": NATS_URL,
         "bucket": env.str("BELUGA_NATS_BUCKET", default="beluga_workflows"),
+    },
+    "kafka": {
+        "bootstrap_servers": KAFKA_BOOTSTRAP_SERVERS,
+        "topic": env.str("BELUGA_KAFKA_TOPIC", default="beluga-workflows"),
+        "fetch_wait_ms": env.int("BELUGA_KAFKA_FETCH_WAIT_MS", default=100),
     },
     "inngest": {
         "base_url": env.str("INNGEST_BASE_URL", default="http://127.0.0.1:8288"),

@@ -97,7 +97,7 @@ def _check_store(workflow_settings) -> list[checks.CheckMessage]:
                 f"can advance the same run (a step may run twice, a signal may be lost), and runs "
                 f"started by one process are invisible to the others' lists and recovery sweeps.",
                 hint="Use it with the 'local' executor in one process, or choose a store with "
-                     "compare-and-set and listing (django, redis, nats, dapr).",
+                     "compare-and-set and listing (django, redis, nats, kafka, dapr).",
                 id="beluga_workflows.W001"))
         messages.extend(_check_flow_control(store))
     finally:

@@ -31,7 +31,7 @@ __all__ = [
 ]
 
 DEFAULTS: dict[str, Any] = {
-    # Where runs live: an alias (memory, django, redis, nats, inngest, dapr) or a dotted path.
+    # Where runs live: an alias (memory, django, redis, nats, inngest, dapr, kafka) or a dotted path.
     "STORE": {"BACKEND": "django", "OPTIONS": {}},
     # Who runs them: "celery", "local" or another registered executor name.
     "EXECUTOR": {"BACKEND": "celery", "OPTIONS": {}},

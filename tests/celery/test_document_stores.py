@@ -1,10 +1,10 @@
-"""The Redis and NATS stores under real Celery workers, killed with ``kill -9`` mid-run.
+"""The Redis, NATS and Kafka stores under real Celery workers, killed with ``kill -9`` mid-run.
 
 The same cluster as ``test_workers.py`` (a Redis broker, worker processes, beat), but the workers
-run with ``BELUGA_STORE=redis`` / ``nats`` (the example project's settings read the server and the
-key prefix / bucket from the environment) and the test reads the same store. The store's keys live
-under this session's prefix in the broker's Redis database, or in a bucket of its own, removed
-afterwards.
+run with ``BELUGA_STORE=redis`` / ``nats`` / ``kafka`` (the example project's settings read the
+server and the key prefix / bucket / topic from the environment) and the test reads the same store. The store's keys live
+under this session's prefix in the broker's Redis database, or in a bucket / topic of its own,
+removed afterwards.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from beluga_workflows.errors import StoreError
 from beluga_workflows.runtimes.celery import CeleryExecutor
 from beluga_workflows.types import EventType
 
-from ..stores.backends import NATS_URL, unreachable
+from ..stores.backends import KAFKA_FETCH_WAIT_MS, KAFKA_SERVERS, NATS_URL, unreachable
 from . import workflows as test_workflows  # noqa: F401 - registers the test workflows
 from .conftest import PREFIX, REDIS_URL
 
@@ -28,9 +28,11 @@ WORKFLOWS, STEPS = 50, 5
 
 
 @pytest.fixture(params=[pytest.param("redis", marks=pytest.mark.redis),
-                        pytest.param("nats", marks=pytest.mark.nats)])
+                        pytest.param("nats", marks=pytest.mark.nats),
+                        pytest.param("kafka", marks=pytest.mark.kafka)])
 def store_cluster(request, cluster):
-    """``cluster`` with its workers and its executor on the ``redis`` or ``nats`` store."""
+    """``cluster`` with its workers and its executor on the ``redis``, ``nats`` or ``kafka``
+    store."""
     kind = request.param
     if unreachable(kind):
         raise pytest.UsageError(f"{unreachable(kind)}; run bin/test, which starts it")
@@ -42,6 +44,14 @@ def store_cluster(request, cluster):
         store = RedisStore(url=REDIS_URL, key_prefix=prefix)
         cluster.configure(BELUGA_STORE="redis", REDIS_URL=REDIS_URL,
                           BELUGA_REDIS_KEY_PREFIX=prefix)
+    elif kind == "kafka":
+        from beluga_workflows.stores.kafka import KafkaStore
+
+        topic = f"beluga-celery-{namespace}"
+        store = KafkaStore(bootstrap_servers=KAFKA_SERVERS, topic=topic,
+                           fetch_wait_ms=KAFKA_FETCH_WAIT_MS)
+        cluster.configure(BELUGA_STORE="kafka", KAFKA_BOOTSTRAP_SERVERS=KAFKA_SERVERS,
+                          BELUGA_KAFKA_TOPIC=topic, BELUGA_KAFKA_FETCH_WAIT_MS=KAFKA_FETCH_WAIT_MS)
     else:
         from beluga_workflows.stores.nats import NatsStore
 
@@ -59,6 +69,8 @@ def store_cluster(request, cluster):
             for start in range(0, len(keys), 500):
                 store.client.delete(*keys[start:start + 500])
             store.close()
+        elif kind == "kafka":
+            store.delete_topic()
         else:
             try:
                 store.drop_bucket()

@@ -21,7 +21,7 @@ DURABLE_MODULES = {
     "test_parallel.py", "test_signals.py", "test_timers.py", "test_versioning.py",
     "test_continue_as_new.py",
 }
-DOCUMENT_ENGINE_STORES = {"redis", "nats", "dapr"}
+DOCUMENT_ENGINE_STORES = {"redis", "nats", "dapr", "kafka"}
 HERE = Path(__file__).parent
 
 

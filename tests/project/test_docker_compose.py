@@ -1,7 +1,7 @@
 """docker-compose.yml: the services it promises, their health checks, and the settings they feed.
 
 No Docker engine runs here, so the file is read, not run: it must parse, name web, worker, beat,
-postgres, redis and nats with health checks, and hand the app services every environment variable
+postgres, redis, nats and kafka with health checks, and hand the app services every environment variable
 the settings need - and only names the settings actually read (a typo would be silently ignored).
 """
 
@@ -18,8 +18,9 @@ import yaml  # PyYAML, a dev extra: a missing one fails the run (bin/test instal
 
 ROOT = Path(__file__).resolve().parents[2]
 APP_SERVICES = ("web", "worker", "beat")
-BACKENDS = ("postgres", "redis", "nats")
-REQUIRED_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "NATS_URL", "BELUGA_STORE")
+BACKENDS = ("postgres", "redis", "nats", "kafka")
+REQUIRED_ENV = ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "NATS_URL",
+                "KAFKA_BOOTSTRAP_SERVERS", "BELUGA_STORE")
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +73,7 @@ def environment(service: dict) -> dict[str, str]:
     return env
 
 
-def test_it_describes_web_worker_beat_postgres_redis_and_nats(compose):
+def test_it_describes_web_worker_beat_postgres_redis_nats_and_kafka(compose):
     assert set(APP_SERVICES + BACKENDS) <= set(compose["services"])
 
 
@@ -94,7 +95,8 @@ def test_the_app_services_get_what_the_settings_need(compose, names_the_settings
 
 def test_the_settings_read_the_documented_variables(names_the_settings_read):
     documented = {"DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "NATS_URL", "BELUGA_STORE",
-                  "INNGEST_BASE_URL", "INNGEST_EVENT_KEY"}
+                  "INNGEST_BASE_URL", "INNGEST_EVENT_KEY", "KAFKA_BOOTSTRAP_SERVERS",
+                  "BELUGA_KAFKA_TOPIC"}
     assert documented <= names_the_settings_read
 
 
@@ -109,6 +111,7 @@ def test_the_app_services_wait_for_healthy_backends_and_point_at_them(compose, n
              ("DATABASE_URL", "CELERY_BROKER_URL", "REDIS_URL", "NATS_URL")}
     assert hosts == {"DATABASE_URL": "postgres", "CELERY_BROKER_URL": "redis",
                      "REDIS_URL": "redis", "NATS_URL": "nats"}
+    assert env["KAFKA_BOOTSTRAP_SERVERS"].split(":")[0] == "kafka"
 
 
 def test_the_workers_and_beat_start_after_the_web_service_migrated(compose):

@@ -4,6 +4,8 @@
   under a fresh ``key_prefix`` deleted afterwards;
 - ``nats``: the server of ``BELUGA_TEST_NATS_URL`` (default ``nats://127.0.0.1:4222``, JetStream
   on), a fresh bucket dropped afterwards;
+- ``kafka``: the broker of ``BELUGA_TEST_KAFKA_SERVERS`` (default ``127.0.0.1:9092``, the
+  ``tansu`` broker ``bin/test`` starts), a fresh topic deleted afterwards;
 - ``inngest`` / ``dapr``: a fresh ``InngestServer`` / ``DaprServer`` (``http_servers.py``) on a
   free local port, stopped afterwards.
 
@@ -20,7 +22,10 @@ from collections.abc import Callable
 
 REDIS_URL = os.environ.get("BELUGA_TEST_REDIS_URL", "redis://127.0.0.1:6379/14")
 NATS_URL = os.environ.get("BELUGA_TEST_NATS_URL", "nats://127.0.0.1:4222")
-DOCUMENT_BACKENDS = ("redis", "nats", "inngest", "dapr")
+KAFKA_SERVERS = os.environ.get("BELUGA_TEST_KAFKA_SERVERS", "127.0.0.1:9092")
+# tansu answers a fetch only once its wait is over: short waits, so processes see writes soon.
+KAFKA_FETCH_WAIT_MS = 5
+DOCUMENT_BACKENDS = ("redis", "nats", "inngest", "dapr", "kafka")
 
 
 @functools.cache
@@ -28,7 +33,7 @@ def unreachable(kind: str) -> str:
     """Why the server a backend's tests need cannot be used ('' when it can)."""
     from beluga_workflows.errors import StoreError
 
-    if kind not in ("redis", "nats"):
+    if kind not in ("redis", "nats", "kafka"):
         return ""  # the HTTP servers are started by the tests themselves
     store = None
     try:
@@ -38,9 +43,9 @@ def unreachable(kind: str) -> str:
         return f"{kind} tests: {exc}"
     finally:
         if store is not None:
-            if kind == "nats":
+            if kind in ("nats", "kafka"):
                 try:
-                    store.drop_bucket()
+                    (store.drop_bucket if kind == "nats" else store.delete_topic)()
                 except StoreError:
                     store.close()
             else:
@@ -57,6 +62,12 @@ def _new(kind: str, namespace: str, **options):
         from beluga_workflows.stores.nats import NatsStore
 
         return NatsStore(url=NATS_URL, bucket=namespace, **options)
+    if kind == "kafka":
+        from beluga_workflows.stores.kafka import KafkaStore
+
+        options.setdefault("connect_timeout", 3)
+        options.setdefault("fetch_wait_ms", KAFKA_FETCH_WAIT_MS)
+        return KafkaStore(bootstrap_servers=KAFKA_SERVERS, topic=namespace, **options)
     raise LookupError(kind)
 
 
@@ -76,6 +87,9 @@ def make_document_store(kind: str, **options) -> tuple[object, Callable[[], None
     if kind == "nats":
         store = _new(kind, namespace, **options)
         return store, store.drop_bucket
+    if kind == "kafka":
+        store = _new(kind, namespace, **options)
+        return store, store.delete_topic
     if kind == "inngest":
         from beluga_workflows.stores.inngest import InngestStore
 

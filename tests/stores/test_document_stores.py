@@ -23,6 +23,7 @@ from beluga_workflows.stores.base import RunEnd
 from beluga_workflows.stores.dapr import DaprStore
 from beluga_workflows.stores.go_document import decode_state
 from beluga_workflows.stores.inngest import InngestStore
+from beluga_workflows.stores.kafka import KafkaStore
 from beluga_workflows.stores.nats import NatsStore, decode_key, encode_key
 from beluga_workflows.stores.redis import RedisStore
 from beluga_workflows.types import Signal, WorkflowFilter, WorkflowStatus
@@ -33,7 +34,8 @@ from .test_contract import ODD_IDS, T0, at, claimed, event, new_run
 
 REPO = Path(__file__).resolve().parents[2]
 CAS_BACKENDS = [pytest.param("redis", marks=pytest.mark.redis),
-                pytest.param("nats", marks=pytest.mark.nats), "dapr"]
+                pytest.param("nats", marks=pytest.mark.nats), "dapr",
+                pytest.param("kafka", marks=pytest.mark.kafka)]
 
 
 def make(request, kind: str, **options):
@@ -74,6 +76,10 @@ def closed_port() -> int:
     ("dapr", {"base_url": "ftp://x"}, "not an http"),
     ("dapr", {"store_name": ""}, "store_name"),
     ("dapr", {"index_shards": 0}, "index_shards"),
+    ("kafka", {"brokers": "x"}, "unknown option.*brokers"),
+    ("kafka", {"bootstrap_servers": "kafka://x"}, "not a list of host:port"),
+    ("kafka", {"topic": "no spaces"}, "not a valid topic name"),
+    ("kafka", {"fetch_wait_ms": 0}, "fetch_wait_ms"),
 ])
 def test_a_bad_option_is_improperly_configured_naming_it(backend, options, message):
     with pytest.raises(ImproperlyConfigured, match=message):
@@ -87,8 +93,12 @@ def test_the_aliases_build_their_stores_without_connecting():
         "nats": create_store({"BACKEND": "nats", "OPTIONS": {"url": f"nats://127.0.0.1:{port}"}}),
         "inngest": create_store({"BACKEND": "inngest", "OPTIONS": {}}),
         "dapr": create_store({"BACKEND": "dapr", "OPTIONS": {}}),
+        "kafka": create_store({"BACKEND": "kafka",
+                               "OPTIONS": {"bootstrap_servers": f"127.0.0.1:{port}"}}),
     }
-    assert [type(s) for s in built.values()] == [RedisStore, NatsStore, InngestStore, DaprStore]
+    assert [type(s) for s in built.values()] == [RedisStore, NatsStore, InngestStore, DaprStore,
+                                                KafkaStore]
+    assert built["kafka"].topic == "beluga-workflows"
     assert built["nats"].bucket == "beluga_workflows"
     assert built["dapr"].store_name == "statestore"
     assert built["inngest"].base_url == "http://localhost:8288"
@@ -100,13 +110,13 @@ def test_the_aliases_build_their_stores_without_connecting():
         store.close()
 
 
-@pytest.mark.parametrize("backend", ["redis", "nats", "inngest", "dapr"])
+@pytest.mark.parametrize("backend", ["redis", "nats", "inngest", "dapr", "kafka"])
 def test_an_unreachable_server_is_a_store_error_naming_the_backend(backend):
     port = closed_port()
-    url = {"redis": f"redis://127.0.0.1:{port}/0", "nats": f"nats://127.0.0.1:{port}"}.get(
-        backend, f"http://127.0.0.1:{port}")
-    key = "url" if backend in ("redis", "nats") else "base_url"
-    options = {key: url, "connect_timeout": 1} if backend == "nats" else {key: url}
+    url = {"redis": f"redis://127.0.0.1:{port}/0", "nats": f"nats://127.0.0.1:{port}",
+           "kafka": f"127.0.0.1:{port}"}.get(backend, f"http://127.0.0.1:{port}")
+    key = {"redis": "url", "nats": "url", "kafka": "bootstrap_servers"}.get(backend, "base_url")
+    options = {key: url, "connect_timeout": 1} if backend in ("nats", "kafka") else {key: url}
     store = create_store({"BACKEND": backend, "OPTIONS": options})
     started = time.monotonic()
     try:

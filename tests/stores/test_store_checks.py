@@ -51,12 +51,13 @@ def test_a_bad_option_is_an_error_naming_it(settings):
 
 @pytest.mark.parametrize(("backend", "hint"), [
     ("redis", "REDIS_URL"), ("nats", "NATS_URL"), ("inngest", "INNGEST_BASE_URL"),
-    ("dapr", "DAPR_BASE_URL"),
+    ("dapr", "DAPR_BASE_URL"), ("kafka", "KAFKA_BOOTSTRAP_SERVERS"),
 ])
 def test_an_unreachable_server_is_an_error_with_a_hint(settings, backend, hint):
     port = closed_port()
     options = {"redis": {"url": f"redis://127.0.0.1:{port}/0"},
-               "nats": {"url": f"nats://127.0.0.1:{port}", "connect_timeout": 1}}.get(
+               "nats": {"url": f"nats://127.0.0.1:{port}", "connect_timeout": 1},
+               "kafka": {"bootstrap_servers": f"127.0.0.1:{port}", "connect_timeout": 1}}.get(
         backend, {"base_url": f"http://127.0.0.1:{port}"})
     found = messages(settings, backend, options)
     assert list(found) == ["beluga_workflows.E004"], found
