@@ -34,7 +34,7 @@ from .fanout import cancel_waits, fan_out, fire_groups, intake, plan_triggers
 from .flow import Admission, Bucket, check_priority
 from .hooks import NO_SPAN, Hooks, compose_hooks, with_trace_context
 from .lifecycle import forked_history, resumed_history
-from .parallel import child_inbox, run_started_activity
+from .parallel import child_inbox, outcome_inbox, run_started_activity
 from .registry import WorkflowDefinition, get_workflow, workflow_name
 from .retention import (
     DEFAULT_BATCH,
@@ -421,7 +421,8 @@ class WorkflowExecutor(AsyncExecutorOperations):
             input=state.input, created_at=now, updated_at=now,
             deadline=now + span if span is not None else None, queue=state.queue, wake_at=now,
             parent_id=parent_id, history=history,
-            signals=[dataclasses.replace(s, id=None) for s in signals],
+            signals=[dataclasses.replace(s, id=None) for s in signals
+                     if not outcome_inbox(s.name)],
         )
 
     def schedule_new(self, state: WorkflowState, admission: Admission | None) -> None:

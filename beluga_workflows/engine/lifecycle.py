@@ -4,8 +4,10 @@ A new run replays the events it keeps and goes live where they stop, so a record
 executed again. What is kept is whole operations only:
 
 - ``resume`` keeps every operation that finished (an activity with its outcome, a fired timer, a
-  received or timed-out signal, a marker, ...), except the step that failed the run (the last
-  operation, when it ended in a failure) and, for a canceled run, the operation the cancel was
+  received or timed-out signal, a marker, ...), except the step that failed the run (the one
+  with the last final failure, when no step begun after it finished but the markers of
+  ``gather`` / ``wait_any`` / ``done`` that saw it) and the steps begun after it, and, for a
+  canceled run, the operation the cancel was
   delivered to and everything after it (the clean-up that ran then). Steps that were still going
   (an activity started in parallel, a timer, a signal wait) start again.
 - ``fork`` keeps the events before ``from_event``, which must be the first event of an operation
@@ -40,6 +42,8 @@ _ENDS = {
 _AT_ONCE = {EventType.SIDE_EFFECT_RECORDED, EventType.EVENT_SENT, EventType.SIGNAL_RECEIVED,
             EventType.SIGNAL_TIMED_OUT, EventType.ACTIVITY_COMPLETED}
 _FAILURES = {EventType.CHILD_WORKFLOW_FAILED, EventType.SIGNAL_TIMED_OUT}
+# The markers of waiting for parallel steps (parallel.py): they record what the code saw.
+_WAIT_MARKERS = {"gather", "wait_any", "done"}
 
 
 def conflict(message: str, workflow_id: str) -> InvalidInputError:
@@ -61,6 +65,26 @@ def finished(events: list[HistoryEvent]) -> bool:
 def _final_failure(event: HistoryEvent) -> bool:
     return (event.type is EventType.ACTIVITY_FAILED and event.fire_at is None) or \
         event.type in _FAILURES
+
+
+def _failed_steps(history: list[HistoryEvent], ops: dict[int, list[HistoryEvent]]) -> set[int]:
+    """The steps a resumed run of a failed run runs again: the step with the last final
+    failure and every step begun after it (clean-up in an ``except``, ``gather``'s marker),
+    unless a step begun after it finished but the markers of waiting for parallel steps (the
+    code caught that failure and went on: the run failed of something else, nothing is cut).
+    Parallel steps begun before the failure keep what they finished."""
+    failures = [e for e in history if e.op and _final_failure(e)]
+    if not failures:
+        return set()
+    failed = failures[-1]
+    later = {op for op, events in ops.items() if events[0].id > failed.id}
+    for op in later:
+        first = ops[op][0]
+        waited = (first.type is EventType.SIDE_EFFECT_RECORDED
+                  and first.activity_name in _WAIT_MARKERS)
+        if finished(ops[op]) and not waited:
+            return set()
+    return {failed.op} | later
 
 
 def _by_op(history: list[HistoryEvent]) -> dict[int, list[HistoryEvent]]:
@@ -95,17 +119,15 @@ def resumed_history(state: WorkflowState) -> list[HistoryEvent]:
                        f"canceled or timed-out run can be resumed", state.workflow_id)
     started = _first(state)
     ops = _by_op(state.history)
-    cut = None
+    again: set[int] = set()
     if state.status is WorkflowStatus.CANCELED:
         canceled = [op for op, events in ops.items()
                     if any(e.type is EventType.CANCEL_REQUESTED for e in events)]
-        cut = min(canceled, default=None)
-    elif state.status is WorkflowStatus.FAILED and ops:
-        last = max(ops)
-        if _final_failure(ops[last][-1]):
-            cut = last
-    keep = {op for op, events in ops.items()
-            if (cut is None or op < cut) and finished(events)}
+        if canceled:
+            again = {op for op in ops if op >= min(canceled)}
+    elif state.status is WorkflowStatus.FAILED:
+        again = _failed_steps(state.history, ops)
+    keep = {op for op, events in ops.items() if op not in again and finished(events)}
     kept = [e for e in state.history if e.op in keep]
     return _renumbered(started, kept, {"resumed_from": state.run_id})
 

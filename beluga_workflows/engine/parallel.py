@@ -46,7 +46,7 @@ __all__ = [
     "activity_inbox",
     "child_inbox",
     "outcome_events",
-    "own_inbox",
+    "outcome_inbox",
     "parent_of",
 ]
 
@@ -66,10 +66,11 @@ def child_inbox(run_id: str, op: int) -> str:
     return f"{CHILD_INBOX}{run_id}/{op}"
 
 
-def own_inbox(name: str, run_id: str) -> bool:
-    """Whether inbox entry ``name`` is the outcome of a started activity or a child of run
-    ``run_id`` (a run that continues as new leaves them behind)."""
-    return name.startswith((f"{ACTIVITY_INBOX}{run_id}/", f"{CHILD_INBOX}{run_id}/"))
+def outcome_inbox(name: str) -> bool:
+    """Whether inbox entry ``name`` is the outcome of a started activity or a child, addressed
+    to one run (a run that continues as new, or is resumed, leaves these behind: they belong
+    to the run that started the work)."""
+    return name.startswith((ACTIVITY_INBOX, CHILD_INBOX))
 
 
 def final_event(events: list[HistoryEvent] | None) -> HistoryEvent | None:

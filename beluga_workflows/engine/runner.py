@@ -197,13 +197,8 @@ class Activation:
         waits = add_wait is not None or drop_wait or drop_all_waits
         if waits and not self.store.supports_events:
             raise self.store.events_unsupported("wait_for_event / cancel_on")
-        limit = self.config.max_history
-        if end is None and limit is not None and self.next_id - 1 + len(events) > limit:
-            raise self.interrupt(HistoryTooLongError(
-                f"workflow {self.info.workflow_type!r} would record more than {limit} history "
-                f"events (MAX_HISTORY_EVENTS) in run {self.info.run_id}; a workflow that loops "
-                f"for ever should end each round with ctx.continue_as_new(...), which starts "
-                f"the next run with a short history", workflow_id=self.info.workflow_id))
+        if end is None:
+            self._check_length(events)
         if waits and (self._unwritten or self._unconsumed):
             self._flush()  # a write with waits consumes no signals: what is held goes first
         self._number(op, events)
@@ -239,12 +234,27 @@ class Activation:
         """Hold ``events`` (numbered, in the index at once) and ``consume``'s inbox id for the
         activation's next write: every write appends what is held first, and a pass never
         suspends or ends without writing (see port.py)."""
+        self._check_length(events)
         self._number(op, events)
         self._take_in(op, events)
         self._unwritten.extend(events)
         if consume is not None:
             self.signals.remove(consume)
             self._unconsumed.append(consume.id)
+
+    def _check_length(self, events: list[HistoryEvent]) -> None:
+        """Refuse events that would take the history past ``MAX_HISTORY_EVENTS``.
+
+        Raises:
+            HistoryTooLongError: (through ``interrupt``: the run fails whatever the code does).
+        """
+        limit = self.config.max_history
+        if limit is not None and self.next_id - 1 + len(events) > limit:
+            raise self.interrupt(HistoryTooLongError(
+                f"workflow {self.info.workflow_type!r} would record more than {limit} history "
+                f"events (MAX_HISTORY_EVENTS) in run {self.info.run_id}; a workflow that loops "
+                f"for ever should end each round with ctx.continue_as_new(...), which starts "
+                f"the next run with a short history", workflow_id=self.info.workflow_id))
 
     def _flush(self) -> None:
         """Write what ``record_soon`` holds now, alone."""

@@ -196,12 +196,15 @@ class DjangoTasksExecutor(WorkflowExecutor):
                           attempts: list = (), at: datetime | None = None) -> None:
         """Enqueue ``run_activity`` for the started activity once the current transaction
         commits, at ``at`` if given (an activity whose task is lost is handed out again by its
-        run when ``activity_redispatch`` runs out)."""
+        run when ``activity_redispatch`` runs out).
+
+        A retry's ``at`` is never left to the sweep, which knows nothing of the attempts made
+        so far: it is deferred however far away it is, or (a backend that cannot defer) sent at
+        once: the retry then comes early, without its backoff, but keeps its attempt count."""
         from .. import jobs
 
-        send, run_after = self._run_after(at)
-        if not send:
-            return
+        run_after = at if at is not None and self.supports_defer and at > self.clock.now() \
+            else None
         self._after_commit(functools.partial(
             self._send, jobs.run_activity, (workflow_id, run_id, op, attempt, list(attempts)),
             queue=queue, run_after=run_after, priority=ACTIVITY_PRIORITY))

@@ -357,8 +357,9 @@ class WorkflowStore(abc.ABC):
                         following: WorkflowState) -> None:
         """End the leased run and put ``following`` (a new run of the same id, due now) in its
         place, in one write: the old run and its history are gone; its unconsumed signals are
-        in the new run's inbox, in order (but for the outcomes of its own started activities
-        and children: ``engine.parallel.own_inbox``); concurrency slots it holds and its ``cancel_on``
+        in the new run's inbox, in order (but for outcomes of started activities and children:
+        ``engine.parallel.outcome_inbox``), and a cancel requested meanwhile is the new run's
+        (``cancel_requested``, ``wake_seq`` carried over); concurrency slots it holds and its ``cancel_on``
         event waits (``op <= 0``) pass to the new run, its other event waits are dropped.
 
         Raises:

@@ -593,6 +593,16 @@ class KafkaStore(DocumentStore):
                 with contextlib.suppress(StoreError, KafkaException):
                     self._cover(workflow_id)
 
+    def _remove_at(self, workflow_id: str, revision: Any) -> bool:
+        """A tombstone if the run is still at ``revision`` (retention); ``False`` if it moved on."""
+        self._local.lost = False
+        try:
+            return bool(self._append(workflow_id, None, revision))
+        finally:
+            if getattr(self._local, "lost", False):
+                with contextlib.suppress(StoreError, KafkaException):
+                    self._cover(workflow_id)
+
     @guarded("due")
     def due(self, now: datetime, limit: int = 500) -> list[str]:
         """Re-assert what dead writers left refused (``repair``), then the due runs of the view."""

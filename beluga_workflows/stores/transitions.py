@@ -19,7 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 from ..engine.errors import ConflictError
-from ..engine.parallel import own_inbox
+from ..engine.parallel import outcome_inbox
 from ..engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from .base import RunEnd, already_open, lease_lost, no_open_run
 
@@ -205,15 +205,18 @@ def append(state: WorkflowState | None, workflow_id: str, run_id: str, owner: st
 def continue_as_new(state: WorkflowState | None, workflow_id: str, run_id: str, owner: str,
                     following: WorkflowState) -> WorkflowState:
     """The run that replaces the leased run ``state`` when it continues as ``following``: a
-    copy of it with ``state``'s unconsumed signals (their inbox ids kept; the outcomes of its
-    own started activities and children left behind), one version on.
+    copy of it with ``state``'s unconsumed signals (their inbox ids kept; outcomes of started
+    activities and children left behind) and its cancel request, one version on.
 
     Raises:
         ConflictError: the lease is lost.
     """
     old = leased(state, workflow_id, run_id, owner)
     new = copy_state(following)
-    new.signals = [s for s in old.signals if not own_inbox(s.name, run_id)]
+    new.signals = [s for s in old.signals if not outcome_inbox(s.name)]
+    # A cancel that came after the worker last looked is the next run's to deliver.
+    new.cancel_requested = old.cancel_requested
+    new.wake_seq = old.wake_seq
     new.version = old.version + 1
     return new
 

@@ -4,6 +4,7 @@ that reaches it under the new code takes the new one; replays decide from the hi
 
 from __future__ import annotations
 
+import contextlib
 import json
 from datetime import timedelta
 
@@ -369,3 +370,38 @@ def test_resume_and_fork_refuse_what_they_cannot_do_and_change_nothing(env, monk
         assert (after.run_id, after.status, len(after.history)) == (
             state.run_id, state.status, len(state.history))
     assert len(env.store.list()) == 2
+
+
+@workflow(name="engine.lifecycle.fan_out")
+def fan_out(ctx, key: str) -> list[str]:
+    return ctx.gather(*[ctx.start_activity(s, key) for s in STEPS[:4]])
+
+
+def test_resume_after_a_failed_parallel_step_runs_only_that_step_again(env, monkeypatch):
+    key = unique("gathered")
+    handle = env.execute(fan_out, WorkflowOptions(id=key, input=key))
+    with pytest.raises(WorkflowFailedError):
+        handle.result()
+    assert counts(key)[:4] == [1, 1, 1, 1]
+    monkeypatch.setitem(BUG, "on", False)
+    assert env.resume(key).result() == ["step1", "step2", "step3", "step4"]
+    assert counts(key)[:4] == [1, 1, 2, 1]  # only the failed one ran again
+
+
+@workflow(name="engine.lifecycle.caught")
+def caught(ctx, key: str) -> list[str]:
+    with contextlib.suppress(Exception):  # the failure is handled: the run goes on
+        ctx.execute_activity(STEPS[2], key)
+    done = [ctx.execute_activity(STEPS[3], key)]
+    if BUG["on"]:
+        raise RuntimeError("a bug after the handled failure")
+    return done
+
+
+def test_resume_does_not_rerun_a_failure_the_code_handled(env, monkeypatch):
+    key = unique("caught")
+    with pytest.raises(WorkflowFailedError):
+        env.execute(caught, WorkflowOptions(id=key, input=key)).result()
+    monkeypatch.setitem(BUG, "on", False)
+    assert env.resume(key).result() == ["step4"]
+    assert counts(key)[2:4] == [1, 1]  # the run failed of its own bug: nothing ran again

@@ -308,6 +308,17 @@ def test_continue_as_new_replaces_the_leased_run_in_one_write(store):
     assert store.add_signal("wf-can", Signal("c", 3), at(5)).id is not None
 
 
+def test_a_cancel_that_races_continue_as_new_is_the_next_runs(store):
+    store.create(new_run("wf-can-cancel"))
+    leased = claimed(store, "wf-can-cancel")
+    store.request_cancel("wf-can-cancel", at(1))  # after the worker last looked
+    store.continue_as_new("wf-can-cancel", leased.run_id, "w1",
+                          new_run("wf-can-cancel", created=at(2)))
+    now = store.load("wf-can-cancel", with_history=False)
+    assert now.run_id != leased.run_id and now.cancel_requested
+    assert now.wake_seq >= 1
+
+
 def test_history_after_and_limit(store):
     state = new_run("wf-h")
     state.history += [event(i) for i in range(2, 8)]

@@ -43,7 +43,7 @@ from ...engine.errors import (
     StoreError,
     WorkflowError,
 )
-from ...engine.parallel import own_inbox
+from ...engine.parallel import outcome_inbox
 from ...engine.types import HistoryEvent, Signal, WorkflowFilter, WorkflowState, WorkflowStatus
 from ..base import (
     RunEnd,
@@ -426,12 +426,15 @@ class DjangoStore(DjangoFlowControl, DjangoEventStore, WorkflowStore):
         """
         using = self.using
         with transaction.atomic(using=using):
-            version = (self._leased(workflow_id, run_id, owner).select_for_update()
-                       .values_list("version", flat=True).first())
-            if version is None:
+            row = (self._leased(workflow_id, run_id, owner).select_for_update()
+                   .values_list("version", "cancel_requested", "wake_seq").first())
+            if row is None:
                 raise lease_lost(workflow_id)
+            version, canceled, wake_seq = row
             new = copy.copy(following)
-            new.signals = [s for s in self._pending(run_id) if not own_inbox(s.name, run_id)]
+            new.signals = [s for s in self._pending(run_id) if not outcome_inbox(s.name)]
+            # A cancel that came after the worker last looked is the next run's to deliver.
+            new.cancel_requested, new.wake_seq = canceled, wake_seq
             models.ConcurrencySlot.objects.using(using).filter(run_id=run_id).update(
                 run_id=new.run_id)
             models.EventWait.objects.using(using).filter(run_id=run_id, op__lte=0).update(

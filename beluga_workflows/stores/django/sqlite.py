@@ -41,9 +41,11 @@ _LOCKED = ("database is locked", "database table is locked", "database schema is
 _WRITES = ("save", "delete", "create", "claim", "append", "suspend", "append_and_suspend",
            "renew", "add_signal", "request_cancel", "add_event", "record_outcome",
            "record_delivery", "create_with_waits", "append_with_waits", "wake_runs", "promote",
-           "release_orphans", "group_event", "fire_group", "purge_ended")
+           "release_orphans", "group_event", "fire_group", "purge_ended", "continue_as_new")
+# (deliver_signal is add_signal, retried as a write, then a read after its commit.)
 # Operations that only read: retried when a shared-cache table is locked.
-_READS = ("load", "load_operation", "list", "count", "count_by_status", "history", "refresh", "due", "get_event",
+_READS = ("load", "load_operation", "list", "count", "count_by_status", "count_children", "history",
+          "refresh", "due", "get_event",
           "list_events", "count_events", "find_events", "unfanned_events", "matching_waits",
           "get_delivery", "waiting_buckets", "flow_usage", "due_groups", "next_group_due",
           "count_ended")
