@@ -93,6 +93,10 @@ def test_bin_run_on_a_fresh_clone_runs_a_workflow_started_from_the_admin(tmp_pat
             proc.wait()
         log.close()
         print(output()[-3000:])
-    time.sleep(0.2)
-    leftover = subprocess.run(["pgrep", "-f", str(clone)], capture_output=True, text=True)
+    deadline = time.monotonic() + 10  # its children exit after it: give them a moment
+    while True:
+        leftover = subprocess.run(["pgrep", "-f", str(clone)], capture_output=True, text=True)
+        if leftover.stdout.strip() == "" or time.monotonic() > deadline:
+            break
+        time.sleep(0.1)
     assert leftover.stdout.strip() == "", "bin/run left processes behind"
