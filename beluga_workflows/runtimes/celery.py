@@ -44,11 +44,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import transaction
 
 from ..conf import workflow_settings
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
+from ._transactions import in_default_transaction
 
 __all__ = ["ACTIVITY_TASK", "FAN_OUT_TASK", "FIRE_GROUPS_TASK", "RECOVER_TASK", "RUN_TASK", "CeleryExecutor"]
 
@@ -246,7 +247,7 @@ class CeleryExecutor(WorkflowExecutor):
         alias = self._db_alias()
         if alias is not None:
             transaction.on_commit(send, using=alias)
-        elif _in_default_transaction():
+        elif in_default_transaction():
             # A store outside the database: still wait for the caller's transaction, so the rows
             # the workflow's input refers to are visible to the worker.
             transaction.on_commit(send)
@@ -324,15 +325,6 @@ class CeleryExecutor(WorkflowExecutor):
             self._enqueue(workflow_id, state.queue or "", (at - now).total_seconds())
             sent.append(workflow_id)
         return sent
-
-
-def _in_default_transaction() -> bool:
-    from django.conf import settings
-    from django.db import connections
-
-    if not settings.configured or DEFAULT_DB_ALIAS not in settings.DATABASES:
-        return False
-    return connections[DEFAULT_DB_ALIAS].in_atomic_block
 
 
 def _recover_interval() -> float:

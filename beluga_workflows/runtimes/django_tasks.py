@@ -41,11 +41,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
-from django.db import DEFAULT_DB_ALIAS, transaction
+from django.db import transaction
 
 from ..conf import workflow_settings
 from ..engine.executor import WorkflowExecutor
 from ..stores import get_store
+from ._transactions import in_default_transaction
 
 __all__ = ["DjangoTasksExecutor", "require_django_tasks"]
 
@@ -137,7 +138,7 @@ class DjangoTasksExecutor(WorkflowExecutor):
         alias = self.store.database_alias
         if alias is not None:
             transaction.on_commit(send, using=alias)
-        elif _in_default_transaction():
+        elif in_default_transaction():
             transaction.on_commit(send)  # the rows the run's input names must be visible first
         else:
             send()
@@ -339,15 +340,6 @@ class DjangoTasksExecutor(WorkflowExecutor):
             self._enqueue_run(workflow_id, state.queue or "", max(at, now), WAKE_PRIORITY)
             sent.append(workflow_id)
         return sent
-
-
-def _in_default_transaction() -> bool:
-    from django.conf import settings
-    from django.db import connections
-
-    if not settings.configured or DEFAULT_DB_ALIAS not in settings.DATABASES:
-        return False
-    return connections[DEFAULT_DB_ALIAS].in_atomic_block
 
 
 def require_django_tasks() -> None:
