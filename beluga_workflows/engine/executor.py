@@ -667,6 +667,40 @@ class WorkflowExecutor(AsyncExecutorOperations):
         """
         return self.recover(now, limit)
 
+    def sweep_ahead(self, now: datetime, limit: int, *, grace: float, lookahead: float,
+                    send_at: Callable[[str, str, datetime], None]) -> list[str]:
+        """The sweep of a runtime whose wake-ups may already be on their way to a worker (the
+        Celery and django_tasks runtimes); returns the ids it sent.
+
+        Events left without their fan-out, flow control and schedules first; then the runs due
+        for ``grace`` seconds are scheduled again now (the more recent ones are left to the
+        wake-up on its way); then retention; then each run coming due within ``lookahead``
+        seconds (a timer ending, the lease of a dead worker running out) goes to
+        ``send_at(workflow_id, queue, when)``, ``when`` never before ``now``.
+        """
+        self.finish_fan_outs(now, limit)
+        self.flow_sweep(now, limit)
+        self.fire_schedules(now)
+        sent = self.store.due(now - timedelta(seconds=grace), limit)
+        for workflow_id in sent:
+            self.schedule(workflow_id)
+        self.apply_retention(now, limit)
+        if lookahead <= 0 or len(sent) >= limit:
+            return sent
+        already_due = set(self.store.due(now, limit))
+        for workflow_id in self.store.due(now + timedelta(seconds=lookahead), limit):
+            if workflow_id in already_due:
+                continue
+            state = self.store.load(workflow_id, with_history=False)
+            if state is None or not state.is_open or state.wake_at is None:
+                continue
+            at = state.wake_at
+            if state.lease_owner and state.lease_expires_at and state.lease_expires_at > at:
+                at = state.lease_expires_at  # its worker stopped renewing: try when the lease ends
+            send_at(workflow_id, state.queue or "", max(at, now))
+            sent.append(workflow_id)
+        return sent
+
     # How ``dispatch`` hands runs over, in a few words (``workflows_recover`` prints it).
     dispatch_verb = "re-scheduled"
 

@@ -40,7 +40,7 @@ import functools
 import logging
 import threading
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.core.exceptions import ImproperlyConfigured
@@ -302,29 +302,11 @@ class CeleryExecutor(WorkflowExecutor):
           at most ``limit`` per sweep.
         """
         now = now or self.clock.now()
-        self.finish_fan_outs(now, limit)
-        self.flow_sweep(now, limit)
-        self.fire_schedules(now)
-        sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
-        for workflow_id in sent:
-            self.schedule(workflow_id)
-        self.apply_retention(now, limit)
-        if self.sweep_lookahead <= 0 or len(sent) >= limit:
-            return sent
-        already_due = set(self.store.due(now, limit))
-        for workflow_id in self.store.due(now + timedelta(seconds=self.sweep_lookahead), limit):
-            if workflow_id in already_due:
-                continue
-            state = self.store.load(workflow_id, with_history=False)
-            if state is None or not state.is_open or state.wake_at is None:
-                continue
-            at = state.wake_at
-            if state.lease_owner and state.lease_expires_at and state.lease_expires_at > at:
-                at = state.lease_expires_at  # its worker stopped renewing: try when the lease ends
-            # A short countdown (at most the lookahead), whatever ``countdown_limit`` says.
-            self._enqueue(workflow_id, state.queue or "", (at - now).total_seconds())
-            sent.append(workflow_id)
-        return sent
+        # A short countdown (at most the lookahead), whatever ``countdown_limit`` says.
+        return self.sweep_ahead(
+            now, limit, grace=self.sweep_grace, lookahead=self.sweep_lookahead,
+            send_at=lambda workflow_id, queue, at: self._enqueue(
+                workflow_id, queue, (at - now).total_seconds()))
 
 
 def _recover_interval() -> float:

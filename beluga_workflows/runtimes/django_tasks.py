@@ -318,28 +318,11 @@ class DjangoTasksExecutor(WorkflowExecutor):
         flow-control, schedules and retention passes.
         """
         now = now or self.clock.now()
-        self.finish_fan_outs(now, limit)
-        self.flow_sweep(now, limit)
-        self.fire_schedules(now)
-        sent = self.store.due(now - timedelta(seconds=self.sweep_grace), limit)
-        for workflow_id in sent:
-            self.schedule(workflow_id)
-        self.apply_retention(now, limit)
-        if self.sweep_lookahead <= 0 or len(sent) >= limit or not self.supports_defer:
-            return sent
-        already_due = set(self.store.due(now, limit))
-        for workflow_id in self.store.due(now + timedelta(seconds=self.sweep_lookahead), limit):
-            if workflow_id in already_due:
-                continue
-            state = self.store.load(workflow_id, with_history=False)
-            if state is None or not state.is_open or state.wake_at is None:
-                continue
-            at = state.wake_at
-            if state.lease_owner and state.lease_expires_at and state.lease_expires_at > at:
-                at = state.lease_expires_at  # its worker stopped renewing: try when the lease ends
-            self._enqueue_run(workflow_id, state.queue or "", max(at, now), WAKE_PRIORITY)
-            sent.append(workflow_id)
-        return sent
+        return self.sweep_ahead(
+            now, limit, grace=self.sweep_grace,
+            lookahead=self.sweep_lookahead if self.supports_defer else 0,
+            send_at=lambda workflow_id, queue, at: self._enqueue_run(
+                workflow_id, queue, at, WAKE_PRIORITY))
 
 
 def require_django_tasks() -> None:
