@@ -1,14 +1,16 @@
 """The example project's async views under ASGI (``beluga_project.asgi``), through httpx's
 ``ASGITransport``: 100 runs started, signalled and awaited concurrently while a heartbeat task
-runs on the same event loop.
+runs on the same event loop, which must never be held up by more than 50 ms.
 
-The issue asks that the heartbeat is never held up by more than 50 ms. Measured on this 2-core
-machine it is 100-300 ms, and stack samples of the loop thread during the stalls show where:
-Django's ASGI handler (asgiref 3.13) starts two threads per request from the loop (the
-request's thread-sensitive executor, and a thread that joins it at the end), and each
-``Thread.start`` waits until the new thread gets the GIL. The twins themselves only hand calls
-to their own pre-started pool. So the bound asserted here is one a blocking call on the loop
-would break (100 requests served one after another take seconds): ``MAX_STALL``.
+What held it up before (stack samples of the loop thread during the stalls, 100-300 ms):
+Django's ASGI handler (asgiref 3.13) started two threads per request from the loop (the
+request's thread-sensitive executor, and a thread joining it at the end), each ``Thread.start``
+waiting until the new thread got the GIL; and full garbage collections walking the whole heap
+(80-120 ms). ``beluga_project.asgi`` wraps the site in
+``beluga_workflows.contrib.asgi.reuse_request_threads`` (request threads started ahead by a
+thread of their own and reused) and freezes what was loaded at startup (``gc.freeze()``). This
+test process carries the heap of the whole test suite, which no server has, so it freezes again
+once the site is warm, as the server did at its startup.
 
 The configured executor is the local one (threads of this process) on the django store
 (SQLite); the views touch the database only through the executor's async twins, so an access
@@ -18,6 +20,7 @@ from the event loop's thread would fail with ``SynchronousOnlyOperation``.
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import httpx
 import pytest
@@ -26,7 +29,7 @@ from beluga_project.asgi import application
 from beluga_workflows import get_store
 
 RUNS = 100
-MAX_STALL = 1.0  # see the module docstring: the issue's 50 ms is not met under Django's handler
+MAX_STALL = 0.050
 TICK = 0.002
 
 
@@ -74,12 +77,15 @@ async def many_runs() -> tuple[list[dict], Heartbeat]:
         # Django's first request imports the URLconf (the admin, the REST API...) on the loop:
         # a cold start of the site, not of the views under test.
         assert (await one_run(client, -1))["status"] == "completed"
+        gc.collect()
+        gc.freeze()  # the test suite's heap, as the server froze its own (module docstring)
         beating = asyncio.ensure_future(heartbeat.run())
         try:
             answers = await asyncio.gather(*(one_run(client, n) for n in range(RUNS)))
         finally:
             heartbeat.stop()
             await beating
+            gc.unfreeze()
     return answers, heartbeat
 
 
