@@ -17,10 +17,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from django.db import close_old_connections
 from django_tasks import task
 
 from .runtimes import get_executor
+from .runtimes._connections import refresh_connections
 
 __all__ = ["fan_out_event", "fire_event_groups", "run_activity", "run_workflow",
            "sweep_workflows"]
@@ -28,7 +28,7 @@ __all__ = ["fan_out_event", "fire_event_groups", "run_activity", "run_workflow",
 
 def _executor() -> Any:
     # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS.
-    close_old_connections()
+    refresh_connections()
     return get_executor()
 
 

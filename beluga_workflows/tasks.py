@@ -25,9 +25,10 @@ from typing import Any
 from celery import shared_task
 from celery.signals import worker_init, worker_ready
 from django.conf import settings
-from django.db import close_old_connections, connections
+from django.db import connections
 
 from .runtimes import get_executor
+from .runtimes._connections import refresh_connections
 from .runtimes.celery import ACTIVITY_TASK, FAN_OUT_TASK, FIRE_GROUPS_TASK, RECOVER_TASK, RUN_TASK
 from .schedules.celery import fire_schedule
 
@@ -96,9 +97,10 @@ def run_workflow(workflow_id: str) -> dict[str, Any]:
     """
     if not _connection_kept:
         keep_store_connection()
-    # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS, keep the
-    # rest (Celery's Django fixup closes them all per task unless CELERY_DB_REUSE_MAX is set).
-    close_old_connections()
+    # Like a request: drop connections past CONN_MAX_AGE or failing CONN_HEALTH_CHECKS (looked at
+    # without a round trip where the socket tells: runtimes/_connections.py), keep the rest
+    # (Celery's Django fixup closes them all per task unless CELERY_DB_REUSE_MAX is set).
+    refresh_connections()
     return _advance(get_executor(), workflow_id)
 
 
@@ -125,7 +127,7 @@ def fan_out_event(event_id: str) -> dict[str, Any]:
     """
     if not _connection_kept:
         keep_store_connection()
-    close_old_connections()
+    refresh_connections()
     executor = get_executor()
     serving = getattr(executor, "serving_in_place", None)
     with serving() if serving is not None else contextlib.nullcontext([]) as kept:
@@ -141,7 +143,7 @@ def run_activity(workflow_id: str, run_id: str, op: int, attempt: int = 1,
     """Run a started activity (``ctx.start_activity``) and deliver its outcome to its run."""
     if not _connection_kept:
         keep_store_connection()
-    close_old_connections()
+    refresh_connections()
     return get_executor().run_activity(workflow_id, run_id, op, attempt=attempt,
                                        attempts=attempts or [])
 
@@ -151,7 +153,7 @@ def fire_event_groups(limit: int = 100) -> list[str]:
     """Start the runs of the debounce and batch groups that are due; returns their ids."""
     if not _connection_kept:
         keep_store_connection()
-    close_old_connections()
+    refresh_connections()
     return get_executor().fire_groups(limit=limit)
 
 

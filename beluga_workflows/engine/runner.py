@@ -206,25 +206,29 @@ class Activation:
         wf_id, run_id = self.info.workflow_id, self.info.run_id
         held = self._unwritten + events if self._unwritten else events
         try:
-            if not waits:
-                consumed = self._consumed(consume)
-                control = self.store.append(
-                    wf_id, run_id, self.owner, held, lease_until=lease_until, end=end,
-                    consume_signal=consumed[0] if consumed else None,
-                    **({"consume_signals": tuple(consumed[1:])} if len(consumed) > 1 else {}),
-                )
-            else:
-                control = self.store.append_with_waits(
+            if waits:
+                cancel_requested = self.store.append_with_waits(
                     wf_id, run_id, self.owner, held, lease_until=lease_until,
                     add_waits=() if add_wait is None else (add_wait,),
                     drop_waits=(op,) if drop_wait else (), end=end,
-                )
+                ).cancel_requested
+            elif end is None:  # a step: the store answers only what going on needs
+                cancel_requested = self.store.checkpoint(
+                    wf_id, run_id, self.owner, held, lease_until=lease_until,
+                    consume_signals=tuple(self._consumed(consume)))
+            else:
+                consumed = self._consumed(consume)
+                cancel_requested = self.store.append(
+                    wf_id, run_id, self.owner, held, lease_until=lease_until, end=end,
+                    consume_signal=consumed[0] if consumed else None,
+                    **({"consume_signals": tuple(consumed[1:])} if len(consumed) > 1 else {}),
+                ).cancel_requested
         except ConflictError:
             raise LeaseLost() from None
         except Exception as exc:
             raise StoreDown() from exc
         self._take_in(op, events)
-        self._recorded(control, lease_until)
+        self._recorded(cancel_requested, lease_until)
         if consume is not None:
             self.signals.remove(consume)
         self._written()
@@ -653,7 +657,7 @@ class Activation:
                 wf_id, run_id, self.owner, self._unwritten + events, lease_until=lease_until,
                 **wait)
         self._take_in(op, events)
-        self._recorded(control, lease_until)
+        self._recorded(control.cancel_requested, lease_until)
         self._written()
         return suspended
 
@@ -687,11 +691,11 @@ class Activation:
             self.ops[op].extend(events)
             self.last_op = max(self.last_op, op)
 
-    def _recorded(self, control: WorkflowState, lease_until: datetime) -> None:
+    def _recorded(self, cancel_requested: bool, lease_until: datetime) -> None:
         """Take in what the store answered to a write."""
         self.lease_until = lease_until
         # Adopt the cancel flag at once; wake_seq only changes with a reload (see _suspend()).
-        self.cancel_requested = self.cancel_requested or control.cancel_requested
+        self.cancel_requested = self.cancel_requested or cancel_requested
 
     def _abandon(self, cause: BaseException | None) -> ActivationResult:
         logger.error("could not checkpoint %s (%s); leaving it for a retry after its lease expires",

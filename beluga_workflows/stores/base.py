@@ -302,6 +302,20 @@ class WorkflowStore(abc.ABC):
             ConflictError: ``owner`` no longer holds the lease (nothing was written).
         """
 
+    def checkpoint(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
+                   *, lease_until: datetime, consume_signals: tuple[int, ...] = ()) -> bool:
+        """The write of a step: ``append`` without an end, answering only ``cancel_requested``
+        (all a worker needs back to go on). A store may do it in less work than ``append``
+        (the django store on PostgreSQL returns that one column instead of the run's control
+        fields); by default it is ``append``.
+
+        Raises:
+            ConflictError: ``owner`` no longer holds the lease (nothing was written).
+        """
+        first, rest = (consume_signals[0], consume_signals[1:]) if consume_signals else (None, ())
+        return self.append(workflow_id, run_id, owner, events, lease_until=lease_until,
+                           consume_signal=first, consume_signals=rest).cancel_requested
+
     @abc.abstractmethod
     def suspend(
         self,

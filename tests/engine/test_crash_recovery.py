@@ -68,11 +68,19 @@ class CrashingStore:
 
     def append(self, workflow_id, run_id, owner, events, **kwargs):
         control = self._inner.append(workflow_id, run_id, owner, events, **kwargs)
+        self._committed(events)
+        return control
+
+    def checkpoint(self, workflow_id, run_id, owner, events, **kwargs):  # a step's write
+        cancel_requested = self._inner.checkpoint(workflow_id, run_id, owner, events, **kwargs)
+        self._committed(events)
+        return cancel_requested
+
+    def _committed(self, events) -> None:
         done = sum(1 for e in events if e.type is EventType.ACTIVITY_COMPLETED)
         self.completed += done
         if done and self.completed == self.after_step and not self.crashed.is_set():
             self._die()
-        return control
 
 
 @pytest.mark.parametrize("k", range(STEPS + 1))

@@ -419,17 +419,20 @@ def test_send_event_in_a_workflow_is_a_recorded_step_a_replay_does_not_repeat(en
 
 def test_send_event_of_a_run_killed_before_recording_it_sends_it_once(env, monkeypatch):
     store, key = env.store, unique("killed")
-    append = store.append
     crashed = []
 
-    def dies_after_sending(workflow_id, run_id, owner, events_, **kwargs):
-        if workflow_id == key and not crashed and any(
-                e.type is EventType.EVENT_SENT for e in events_):
-            crashed.append(True)  # the event is stored; its record is lost with the worker
-            raise StoreError("worker killed")
-        return append(workflow_id, run_id, owner, events_, **kwargs)
+    def dies_after_sending(write):
+        def writing(workflow_id, run_id, owner, events_, **kwargs):
+            if workflow_id == key and not crashed and any(
+                    e.type is EventType.EVENT_SENT for e in events_):
+                crashed.append(True)  # the event is stored; its record is lost with the worker
+                raise StoreError("worker killed")
+            return write(workflow_id, run_id, owner, events_, **kwargs)
+        return writing
 
-    monkeypatch.setattr(store, "append", dies_after_sending)
+    # A step's write is ``checkpoint`` (which some stores answer without ``append``).
+    for name in ("append", "checkpoint"):
+        monkeypatch.setattr(store, name, dies_after_sending(getattr(store, name)))
     handle = env.execute(announcer, WorkflowOptions(id=key, input=key))
     env.run_until_idle()
     assert crashed and store.count_events(name="engine-events/announced") == 1

@@ -558,6 +558,27 @@ def test_request_cancel_flags_the_run_and_wakes_it(store):
     assert control.cancel_requested
 
 
+def test_checkpoint_appends_like_append_and_answers_only_whether_cancel_was_requested(store):
+    store.create(new_run("wf-cp"))
+    sent = [store.add_signal("wf-cp", Signal(f"s/{i}", i), at(1)) for i in range(3)]
+    state = claimed(store, "wf-cp", now=at(2))
+    assert store.checkpoint("wf-cp", state.run_id, "w1", [event(2), event(3)], lease_until=at(40),
+                            consume_signals=(sent[0].id, sent[2].id)) is False
+    loaded = store.load("wf-cp")
+    assert [e.id for e in loaded.history] == [1, 2, 3] and loaded.lease_expires_at == at(40)
+    assert [s.payload for s in loaded.signals] == [1] and loaded.version > state.version
+    store.request_cancel("wf-cp", at(5))
+    assert store.checkpoint("wf-cp", state.run_id, "w1", [event(4)], lease_until=at(41)) is True
+    before = store.load("wf-cp")
+    for owner, run_id, events in (("intruder", state.run_id, [event(5)]),
+                                  ("w1", "another-run", [event(5)]),
+                                  ("w1", state.run_id, [event(3, activity_name="dup")])):
+        with pytest.raises(ConflictError):
+            store.checkpoint("wf-cp", run_id, owner, events, lease_until=at(99))
+    after = store.load("wf-cp")
+    assert comparable(after) == comparable(before) and after.version == before.version
+
+
 def test_one_append_consumes_several_signals(store):
     store.create(new_run("wf-m"))
     sent = [store.add_signal("wf-m", Signal(f"out/{i}", i), at(1)) for i in range(5)]

@@ -428,14 +428,15 @@ class PostgresStatements:
     def append(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent], *,
                lease_until: datetime, consume_signal: int | None, end: RunEnd | None,
                suspend: dict[str, Any] | None = None, add_waits: list[Any] = (),
-               drop_waits: tuple[int, ...] | str = (), consume_signals: tuple[int, ...] = ()
-               ) -> dict[str, Any] | None:
+               drop_waits: tuple[int, ...] | str = (), consume_signals: tuple[int, ...] = (),
+               lean: bool = False) -> dict[str, Any] | bool | None:
         """The checkpoint. With ``suspend`` (``seen_wake_seq``, ``wake_at``, ``wait_kind``,
         ``wait_name``, ``wait_until``) it also releases the lease, in the same statement, if
         ``wake_seq`` is still the one seen; the row then has ``suspended`` (bool). ``add_waits``
         (``EventWait`` s) are inserted and the run's waits at the operations ``drop_waits``
         (``"all"``: every one) deleted in the same statement, only if the fenced update matched.
-        ``consume_signal`` and ``consume_signals``: the inbox rows deleted with it."""
+        ``consume_signal`` and ``consume_signals``: the inbox rows deleted with it. ``lean`` (a
+        step: no end, suspend or waits): only ``cancel_requested`` comes back, not the row."""
         consumed = [*(() if consume_signal is None else (consume_signal,)), *consume_signals]
         changes: dict[str, Any] = {"lease_expires_at": lease_until}
         if events:
@@ -443,8 +444,9 @@ class PostgresStatements:
         if end is not None:
             changes.update(end_values(end, events[-1].timestamp if events else None))
         release = end is not None and end.release
+        lean = lean and end is None and suspend is None and not (add_waits or drop_waits)
         key = ("append", tuple(changes), len(events), bool(consumed),
-               suspend is not None, release)
+               suspend is not None, release, lean)
         if add_waits or drop_waits:  # a checkpoint of events (API.md §8): a shape of its own
             key += (len(add_waits), "all" if drop_waits == "all" else bool(drop_waits))
         text = self.texts.get(key) or self._append_text(key, changes)
@@ -462,6 +464,9 @@ class PostgresStatements:
             params["channel"] = END_CHANNEL
         if add_waits or drop_waits:
             wait_params(self, params, add_waits, drop_waits)
+        if lean:
+            row = self._fetch(text, params)
+            return None if row is None else row[1]
         if suspend is None and release:
             row = self._run(text, params, [*self.control, "freed"])
             if row is not None:
@@ -476,7 +481,7 @@ class PostgresStatements:
         return self._run(text, params, [*self.control, "suspended"])
 
     def _append_text(self, key: Any, changes: dict[str, Any]) -> str:
-        _, names, n_events, consume, suspend, release, *waits = key
+        _, names, n_events, consume, suspend, release, lean, *waits = key
         sets = ["version = version + 1"]
         for name in names:
             if name == "ended_at" and changes[name] is None:
@@ -500,7 +505,7 @@ class PostgresStatements:
         if n_events:
             # No gap and no rewrite: the first new event must follow the last stored one.
             where += f" AND (last_event_id = {self._r('last_event_id', 'prev')} OR last_event_id = 0)"
-        returning = self.columns["control"]
+        returning = "run_id, cancel_requested" if lean else self.columns["control"]
         if suspend:
             returning += f", wake_seq = {self._r('wake_seq', 's_seen_wake_seq')} AS suspended"
         text = (f"WITH run AS (UPDATE {self.run_table} SET {', '.join(sets)} WHERE {where} "
@@ -689,6 +694,20 @@ class PostgresDjangoStore(PostgresEventStore, DjangoStore):
                     ) -> dict[str, Any] | None:
         return self._pg.append(workflow_id, run_id, owner, events, lease_until=lease_until,
                                consume_signal=None, consume_signals=consumed or (), end=end)
+
+    @guarded("append")
+    def checkpoint(self, workflow_id: str, run_id: str, owner: str, events: list[HistoryEvent],
+                   *, lease_until: datetime, consume_signals: tuple[int, ...] = ()) -> bool:
+        """``append``'s one statement, returning only ``cancel_requested`` (no row to convert)."""
+        try:
+            cancel_requested = self._pg.append(
+                workflow_id, run_id, owner, events, lease_until=lease_until,
+                consume_signal=None, consume_signals=consume_signals, end=None, lean=True)
+        except IntegrityError:  # an event number already taken: another writer got there first
+            cancel_requested = None
+        if cancel_requested is None:
+            raise lease_lost(workflow_id)
+        return cancel_requested
 
     @guarded("append_and_suspend")
     def append_and_suspend(self, workflow_id: str, run_id: str, owner: str,
