@@ -5,8 +5,10 @@ Run ``bin/bench`` (it starts PostgreSQL and Redis when they are not running, the
 
 1. drops and creates the PostgreSQL database ``beluga_bench`` (``BENCH_DATABASE_URL``) and migrates
    it; empties Redis database 12 (``BENCH_REDIS_URL``), the broker and result backend of this run;
-2. starts Celery beat and 2 worker processes (``--pool prefork --concurrency 1`` each, as the
-   Celery integration tests do) under ``bench.settings``; the baseline tasks run on the same ones;
+2. starts Celery beat and 2 worker processes (``--pool threads --concurrency 4`` each: 4 runs in
+   flight per process, the README's advice; ``BENCH_POOL=prefork BENCH_CONCURRENCY=1`` for one
+   pool process each, as before issue 20) under ``bench.settings``; the baseline tasks run on the
+   same ones;
 3. measures W1 (10 trivial activities: sequential latency, then 2,000 at once), W1c (the same
    workflow declared with ``Concurrency(1000)``: a slot row taken and freed per run; measured
    alternately with W1 on the same workers, latency interleaved run by run, throughput in
@@ -29,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import signal
@@ -61,10 +64,11 @@ QUICK = {"w1_latency": 50, "w1_throughput": 400, "w1c_rounds": 4, "w1c_latency":
          "replay_steps": 2000, "list_rows": 20000, "list_requests": 10,
          "temporal_latency": 10, "temporal_throughput": 50}
 # What ``--only`` can measure alone.
-ONLY = ("w1", "w3", "w5")
-# The workers' pool (Celery's --pool / --concurrency); BENCH_POOL=solo or threads measures others.
-POOL = os.environ.get("BENCH_POOL", "prefork")
-CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "1"))
+ONLY = ("w1", "w3", "w5", "baseline_w1", "baseline_w3")
+# The workers' pool (Celery's --pool / --concurrency): 4 threads each (README "Production");
+# BENCH_POOL=prefork BENCH_CONCURRENCY=1 measures one pool process each (the bench before issue 20).
+POOL = os.environ.get("BENCH_POOL", "threads")
+CONCURRENCY = int(os.environ.get("BENCH_CONCURRENCY", "4"))
 # W1c may cost at most this much more than W1 (the flow-control issue's requirement).
 W1C_MAX_RATIO = 1.15
 
@@ -163,6 +167,27 @@ class CpuMeter:
         out = {kind: (after[kind] - before.get(kind, 0.0)) / count for kind in after}
         out["total"] = sum(out.values())
         return out
+
+
+def stored_results(results: list, timeout: float) -> list:
+    """The values of Celery ``results`` once the result backend (Redis) holds them all, read
+    from its keys. Not ``result.get()``: with the threads pool, chains ended before their
+    result's subscription was made and ``get()`` waited on it for ever (every result stored)."""
+    backend = results[0].backend
+    keys = [backend.get_key_for_task(result.id) for result in results]
+    deadline = time.monotonic() + timeout
+    values: list = []
+    while len(values) < len(keys):
+        chunk = keys[len(values):len(values) + 500]
+        raw = backend.client.mget(chunk)
+        ready = list(itertools.takewhile(lambda value: value is not None, raw))
+        values.extend(backend.decode_result(value)["result"] for value in ready)
+        if len(ready) < len(chunk):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"bench: {len(keys) - len(values)} Celery results did not come "
+                                 f"within {timeout:g} s")
+            time.sleep(0.01)
+    return values
 
 
 def fmt_cpu(cpu: dict[str, float]) -> str:
@@ -499,8 +524,7 @@ class Bench:
         count = self.sizes["w1_throughput"]
         started = time.time()
         pending = [one() for _ in range(count)]
-        for result in pending:
-            result.get(timeout=600)
+        stored_results(pending, 600)
         span = time.time() - started
         self.results["baseline_w1_throughput"] = count / span
         say(f"baseline W1: median {statistics.median(times):.1f} ms, p99 {pct(times, .99):.1f} ms, "
@@ -647,7 +671,8 @@ class Bench:
         for _ in range(count):
             due = time.time() + 1.0
             sent.append((due, wake.apply_async(countdown=1.0)))
-        ran = [(result.get(timeout=120), due) for due, result in sent]
+        ran = list(zip(stored_results([result for _, result in sent], 120),
+                       [due for due, _ in sent], strict=True))
         total = max(r for r, _ in ran) - started
         overshoot = [(r - due) * 1000 for r, due in ran]
         self.results["baseline_w3_total_s"] = total
@@ -832,7 +857,8 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
     if cpu:
         rows.append([f"W1 CPU per workflow ({sizes['w1_throughput']} wf, all processes)", "-", "-",
                      f"{cpu['total']:.2f} ms", "<= 7 ms", "-", "-", met(cpu["total"] <= 7)])
-        for kind in ("client", "worker main", "worker pool", "postgres", "redis"):
+        pools = ("worker main", "worker pool") if POOL == "prefork" else ("worker main",)
+        for kind in ("client", *pools, "postgres", "redis"):
             rows.append([f"  of which {kind}", "-", "-", f"{cpu[kind]:.2f} ms", "-", "-", "-",
                          "-"])
     w2 = r["w2_ms"]
@@ -866,9 +892,10 @@ def table(r: dict[str, Any], sizes: dict[str, int]) -> str:
         rows.append([f"{label} at {r['list_rows']} runs", ms(s["median"]), f"{ms(s['p95'])} (p95)",
                      "-", "p95 <= 100 ms", "-", "-", met(s["p95"] <= 100)])
     before, after = r["rss_before_mb"], r["rss_after_mb"]
-    pool = [k for k in before if k.startswith("pool")]
+    # The processes that run the workflows: the pool processes, or (threads) the workers.
+    pool = [k for k in before if k.startswith("pool")] or [k for k in before if k.startswith("main")]
     growth = max((after.get(k, 0) - before[k] for k in pool), default=0)
-    rows.append([f"worker RSS over {r['memory_workflows']} wf (pool procs)",
+    rows.append([f"worker RSS over {r['memory_workflows']} wf ({POOL} x {CONCURRENCY})",
                  " / ".join(f"{before[k]:.0f}" for k in pool) + " MB before",
                  " / ".join(f"{after.get(k, 0):.0f}" for k in pool) + " MB after",
                  f"+{growth:.1f} MB max", "flat (< +10%)", "-", "-",
@@ -1110,7 +1137,8 @@ def main(argv: list[str] | None = None) -> int:
     print()
     during = results["load_during"]
     print(f"beluga_workflows benchmark ({'quick' if args.quick else 'full'}), "
-          f"{os.cpu_count()} cores, {results['elapsed_s']:.0f} s; load average (1 min) "
+          f"{os.cpu_count()} cores, 2 workers --pool {POOL} --concurrency {CONCURRENCY}, "
+          f"{results['elapsed_s']:.0f} s; load average (1 min) "
           f"{load_before.split()[0]} before, {during['mean']:.2f} mean / {during['max']:.2f} max "
           f"during (the bench's own processes count); DBOS: {results['dbos']}")
     print(table(results, sizes))

@@ -7,7 +7,9 @@
 - ``cluster`` (per test): empties that database and this session's Redis keys, then hands the test
   a ``Cluster`` that starts, kills (``kill -9`` of the whole process group) and restarts Celery
   worker processes (``--pool prefork --concurrency 1`` each: "2 workers" = 2 processes that run
-  workflows) and a Celery beat process, and an executor that sends to them.
+  workflows; parametrized indirectly with ``"threads:4"``, a pool of 4 threads each, as
+  ``test_workers``, ``test_outages`` and ``test_hosts`` do) and a Celery beat process, and an
+  executor that sends to them.
 
 Each session works under a prefix of its own (Redis keys, Celery queue, database name), so two
 sessions on one machine never share work. Without the servers the tests fail, saying which server
@@ -37,6 +39,10 @@ REDIS_URL = os.environ.get("BELUGA_TEST_CELERY_REDIS_URL", "redis://127.0.0.1:63
 SESSION = uuid.uuid4().hex[:8]
 PREFIX = f"beluga-test-{SESSION}"
 QUEUE = f"{PREFIX}:queue"
+# The workers' pool: prefork of one process each, or BELUGA_TEST_CELERY_POOL=threads:4 (a pool of
+# 4 threads in each worker process: several runs in flight per process).
+POOL, _, _concurrency = os.environ.get("BELUGA_TEST_CELERY_POOL", "prefork:1").partition(":")
+POOL_CONCURRENCY = int(_concurrency or 1)
 
 
 def wait_for(predicate: Callable[[], Any], timeout: float, what: str | Callable[[], str],
@@ -152,7 +158,7 @@ class Cluster:
     """Worker and beat processes around the shared database, and an executor sending to them."""
 
     def __init__(self, database_url: str, redis_client, log_dir: Path, *,
-                 broker_url: str = REDIS_URL, alias: str = ALIAS) -> None:
+                 broker_url: str = REDIS_URL, alias: str = ALIAS, pool: str = "") -> None:
         from celery import Celery
 
         from beluga_workflows.runtimes.celery import CeleryExecutor
@@ -160,6 +166,9 @@ class Cluster:
 
         self.redis = redis_client
         self.log_dir = log_dir
+        # The workers' pool ("prefork:1" unless the test or BELUGA_TEST_CELERY_POOL says).
+        name, _, size = (pool or f"{POOL}:{POOL_CONCURRENCY}").partition(":")
+        self.pool, self.concurrency = name, int(size or 1)
         self.env = _base_env(database_url, broker_url)
         self.env.update({
             "BELUGA_VAR_DIR": str(log_dir / "var"),
@@ -203,14 +212,16 @@ class Cluster:
 
     def start_workers(self, count: int = 2, *, wait: bool = True, host: Any = None
                       ) -> list[subprocess.Popen]:
-        """Start ``count`` worker processes (prefork pool of one), by default until they consume.
+        """Start ``count`` worker processes (``self.pool``: by default a prefork pool of one), by
+        default until they consume.
 
         ``host``: a ``hosts.TestHost`` to run them in (its namespace, its link).
         """
         self._generation += 1
         names = [f"w{i}-g{self._generation}-{SESSION}@localhost" for i in range(count)]
         started = [
-            self._spawn(["worker", "--pool", "prefork", "--concurrency", "1", "-n", name,
+            self._spawn(["worker", "--pool", self.pool, "--concurrency", str(self.concurrency),
+                         "-n", name,
                          "-Q", QUEUE, "--without-gossip", "--without-mingle",
                          "--without-heartbeat", "--loglevel", "WARNING"],
                         f"worker-{name.split('@')[0]}.log", host)
@@ -360,10 +371,12 @@ def _reap(proc: subprocess.Popen) -> None:
 
 
 @pytest.fixture
-def cluster(shared_database, redis_client, django_db_blocker, tmp_path):
-    """A clean shared database and Redis, and a ``Cluster`` to start workers on them."""
+def cluster(request, shared_database, redis_client, django_db_blocker, tmp_path):
+    """A clean shared database and Redis, and a ``Cluster`` to start workers on them.
+
+    Parametrized indirectly (``"threads:4"``...), its workers run that pool."""
     with django_db_blocker.unblock():
-        c = Cluster(shared_database, redis_client, tmp_path)
+        c = Cluster(shared_database, redis_client, tmp_path, pool=getattr(request, "param", ""))
         c.clean()
         try:
             yield c

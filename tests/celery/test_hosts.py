@@ -21,7 +21,10 @@ from . import workflows as test_workflows  # noqa: F401 - registers the test wor
 from .conftest import wait_for
 from .hosts import TestHosts, netns_available
 
-pytestmark = [pytest.mark.celery, pytest.mark.postgres]
+# Each test on workers of one process per run in flight (prefork of one) and on workers of a
+# pool of 4 threads (4 runs in flight per process: what bin/bench measures, README "Workers").
+pytestmark = [pytest.mark.celery, pytest.mark.postgres,
+              pytest.mark.parametrize("cluster", ["prefork:1", "threads:4"], indirect=True)]
 
 STEPS = 10
 LEASE = 3

@@ -36,9 +36,10 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-@pytest.fixture
-def outage_cluster(redis_client, django_db_blocker, tmp_path):
-    """A ``Cluster`` on a PostgreSQL and a Redis broker of its own (the ``outage`` alias)."""
+@pytest.fixture(params=["prefork:1", "threads:4"])
+def outage_cluster(request, redis_client, django_db_blocker, tmp_path):
+    """A ``Cluster`` on a PostgreSQL and a Redis broker of its own (the ``outage`` alias), its
+    workers a prefork pool of one or a pool of 4 threads each."""
     from django.db import connections
 
     database = connections.settings["outage"]
@@ -54,7 +55,8 @@ def outage_cluster(redis_client, django_db_blocker, tmp_path):
                                  timeout=300)
         assert migrate.returncode == 0, f"migrate failed:\n{migrate.stdout}\n{migrate.stderr}"
         with django_db_blocker.unblock():
-            cluster = Cluster(url, redis_client, tmp_path, broker_url=broker.url, alias="outage")
+            cluster = Cluster(url, redis_client, tmp_path, broker_url=broker.url, alias="outage",
+                              pool=request.param)
             cluster.clean()
             cluster.postgres, cluster.broker = postgres, broker
             try:
