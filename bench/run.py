@@ -127,25 +127,39 @@ class LoadSampler:
 
 
 class CpuMeter:
-    """CPU time (user + system, from ``/proc/<pid>/stat``) of each kind of process of the bench:
-    the client (this process), the Celery workers' main and pool processes, PostgreSQL (every
-    ``postgres`` process: backends, WAL writer, checkpointer...), Redis. Between two readings,
-    divided by the workflows run: CPU ms per workflow per kind."""
+    """CPU time (user + system, from ``/proc/<pid>/stat``) of each kind of process of the bench
+    while it runs: the client (this process), the Celery workers' main and pool processes,
+    PostgreSQL (every ``postgres`` process: backends, WAL writer, checkpointer...), Redis.
+
+    Sampled every 0.2 s, each process's last reading kept: a process that ends in the window (a
+    PostgreSQL backend of a connection Celery's Django fixup recycles every 1,000 tasks) keeps
+    what it spent; one that starts in it counts from zero. Divided by the workflows run: CPU ms
+    per workflow per kind."""
 
     TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
+    KINDS = ("client", "worker main", "worker pool", "postgres", "redis")
 
     def __init__(self, procs: "Processes") -> None:
+        import threading
+
         self.procs = procs
+        self.first: dict[int, tuple[str, int]] = {}
+        self.last: dict[int, int] = {}
+        self._stop = threading.Event()
+        self._sample(first=True)
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
 
     @staticmethod
-    def _ticks(pid: int) -> int:
+    def _ticks(pid: int) -> int | None:
         try:
             fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
-            return 0
+            return None
         return int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
 
-    def _named(self, *names: str) -> list[int]:
+    @staticmethod
+    def _named(*names: str) -> list[int]:
         pids = []
         for entry in Path("/proc").iterdir():
             if entry.name.isdigit():
@@ -154,19 +168,38 @@ class CpuMeter:
                         pids.append(int(entry.name))
         return pids
 
-    def read(self) -> dict[str, float]:
+    def _sample(self, first: bool = False) -> None:
         kinds = {"client": [os.getpid()], "worker main": [p.pid for p in self.procs.workers],
                  "worker pool": self.procs.pool_pids(), "postgres": self._named("postgres"),
                  "redis": self._named("redis-server")}
-        return {kind: sum(self._ticks(pid) for pid in pids) * self.TICK_MS
-                for kind, pids in kinds.items()}
+        for kind, pids in kinds.items():
+            for pid in pids:
+                ticks = self._ticks(pid)
+                if ticks is None:
+                    continue
+                if pid not in self.first:
+                    self.first[pid] = (kind, ticks if first else 0)
+                self.last[pid] = ticks
 
-    @staticmethod
-    def per_workflow(before: dict[str, float], after: dict[str, float],
-                     count: int) -> dict[str, float]:
-        out = {kind: (after[kind] - before.get(kind, 0.0)) / count for kind in after}
+    def _loop(self) -> None:
+        while not self._stop.wait(0.2):
+            self._sample()
+
+    def per_workflow(self, count: int) -> dict[str, float]:
+        """Stop sampling; CPU ms per workflow of each kind, and ``total``."""
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+        out = dict.fromkeys(self.KINDS, 0.0)
+        for pid, (kind, ticks) in self.first.items():
+            out[kind] += (self.last[pid] - ticks) * self.TICK_MS / count
         out["total"] = sum(out.values())
         return out
+
+
+def fmt_cpu(cpu: dict[str, float]) -> str:
+    return ", ".join(f"{kind} {ms:.2f}" for kind, ms in cpu.items() if kind != "total") + \
+        f" = {cpu['total']:.2f} ms"
 
 
 def stored_results(results: list, timeout: float) -> list:
@@ -188,11 +221,6 @@ def stored_results(results: list, timeout: float) -> list:
                                  f"within {timeout:g} s")
             time.sleep(0.01)
     return values
-
-
-def fmt_cpu(cpu: dict[str, float]) -> str:
-    return ", ".join(f"{kind} {ms:.2f}" for kind, ms in cpu.items() if kind != "total") + \
-        f" = {cpu['total']:.2f} ms"
 
 
 def environment() -> dict[str, str]:
@@ -412,9 +440,8 @@ class Bench:
         """W1 throughput, and the CPU each kind of process spent per workflow meanwhile."""
         count = self.sizes["w1_throughput"]
         meter = CpuMeter(self.procs)
-        before = meter.read()
         self.results["w1_throughput"] = self.w1_throughput(count, "w1t")
-        self.results["w1_cpu_ms"] = CpuMeter.per_workflow(before, meter.read(), count)
+        self.results["w1_cpu_ms"] = meter.per_workflow(count)
         say(f"W1 CPU per workflow (ms): {fmt_cpu(self.results['w1_cpu_ms'])}")
 
     def w1(self) -> None:
