@@ -10,8 +10,9 @@ milliseconds, and a burst of requests holds the loop for a hundred or more.
 ``reuse_request_threads(application)`` keeps Django's rule (one thread per request, for as long as
 the request runs) but takes the thread from idle ones and gives it back when the request has
 ended. Threads are started by a thread of the wrapper's own, ahead of need (``spare``); a request
-that finds none idle awaits the next one without holding up the loop. No thread is started or
-joined on the event loop. It uses asgiref's ``ThreadSensitiveContext(executor=...)`` (asgiref
+that finds none idle awaits the next one without holding up the loop. No request thread is
+started or joined on the event loop (only the wrapper's own thread, once, at the first request).
+It uses asgiref's ``ThreadSensitiveContext(executor=...)`` (asgiref
 3.13+); with an older asgiref it returns the application unchanged.
 
     # asgi.py
