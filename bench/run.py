@@ -139,7 +139,7 @@ class CpuMeter:
     TICK_MS = 1000 / os.sysconf("SC_CLK_TCK")
     KINDS = ("client", "worker main", "worker pool", "postgres", "redis")
 
-    def __init__(self, procs: "Processes") -> None:
+    def __init__(self, procs: Processes) -> None:
         import threading
 
         self.procs = procs

@@ -20,6 +20,12 @@ import select
 
 from django.db import close_old_connections, connections
 
+try:
+    import psycopg
+    from psycopg import pq
+except ImportError:  # pragma: no cover - psycopg 2 or another driver: Django's check
+    psycopg = None
+
 __all__ = ["refresh_connections"]
 
 _TROUBLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | select.POLLNVAL
@@ -27,12 +33,7 @@ _TROUBLE = select.POLLIN | select.POLLPRI | select.POLLERR | select.POLLHUP | se
 
 def _quiet(raw: object) -> bool:
     """Whether ``raw`` (a psycopg 3 connection) is idle with nothing waiting on its socket."""
-    try:
-        import psycopg
-        from psycopg import pq
-    except ImportError:  # pragma: no cover - psycopg 2 or another driver: Django's check
-        return False
-    if not isinstance(raw, psycopg.Connection) or raw.closed:
+    if psycopg is None or not isinstance(raw, psycopg.Connection) or raw.closed:
         return False
     if raw.pgconn.transaction_status != pq.TransactionStatus.IDLE:
         return False

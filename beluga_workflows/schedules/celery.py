@@ -69,9 +69,9 @@ def send_next_tick(executor: Any, schedule_id: str, tick: datetime) -> None:
 def fire_schedule(schedule_id: str, tick: str) -> list[str]:
     """Fire schedule ``schedule_id``'s tick ``tick`` (ISO 8601) if it is still its next one;
     returns the ids of the runs started."""
-    from django.db import close_old_connections
+    from ..runtimes._connections import refresh_connections
 
-    close_old_connections()
+    refresh_connections()  # as before every other task: runtimes/_connections.py
     executor = get_executor()
     at = datetime.fromisoformat(tick)
     row = (Schedule.objects.using(schedules_database(executor.store)).filter(pk=schedule_id)
